@@ -1,0 +1,86 @@
+"""Run incident-bot: the HTTP API, and the Telegram bot when BOT_TOKEN is set.
+
+Both share one process, one event loop and one store. Configuration comes from the
+environment or `.env` (see `.env.example`); with none at all this serves the HTTP API on
+http://127.0.0.1:8000 over a SQLite file `incidents.db` in the working directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from types import FrameType
+
+import uvicorn
+from api.app import create_app
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from settings import Settings, describe_error
+from storage.database import create_engine, create_session_factory, migrate
+from storage.store import IncidentStore
+
+logger = logging.getLogger("incident_bot")
+
+# How long shutdown waits for in-flight HTTP requests before cutting them off.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    # uvicorn re-raises the SIGINT/SIGTERM it handled once it has shut down; by then
+    # shutdown is already under way, so the re-raised signal must not kill the process.
+    logger.debug("Signal %s received during shutdown", signal.Signals(signum).name)
+
+
+async def serve(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        store = IncidentStore(create_session_factory(engine))
+        app = create_app(store, api_key=settings.api_key)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_config=None,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            )
+        )
+        if not settings.bot_enabled:
+            logger.info("Bot is off: BOT_TOKEN is not set. Serving the HTTP API only.")
+        for handled in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(handled, _ignore_signal)
+        await server.serve()
+    finally:
+        await engine.dispose()
+    logger.info("Stopped")
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(describe_error(error), file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, SQLAlchemyError) as error:
+        logger.error("Cannot start: %s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The database schema, as SQLAlchemy 2 declarative models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.rules import DESCRIPTION_MAX_LENGTH, SOURCE_MAX_LENGTH, STATUS_VALUES, Status
+
+# Stable constraint names, so Alembic migrations can refer to (and drop) them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database.
+
+    SQLite has no time zones and hands back naive values; this type stores UTC and
+    always returns an aware datetime, so no naive time ever leaves the store.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; the store keeps UTC-aware times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    # 64-bit everywhere; SQLite wants exactly INTEGER for its auto-incrementing rowid key.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[Status] = mapped_column(
+        # Stored as its plain value (no database ENUM type, which SQLite lacks); the
+        # named check constraint below keeps other databases as strict as the code.
+        SAEnum(
+            Status,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda statuses: [status.value for status in statuses],
+        ),
+        default=Status.OPEN,
+    )
+    source: Mapped[str] = mapped_column(String(SOURCE_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Who reported it and who last changed its status: a Telegram name, "api", ...
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+    # The Telegram message it came from; unique together, so one message is one incident.
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The bot's card for this incident, so a status change made elsewhere can edit it.
+    card_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    card_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # An HTTP client's Idempotency-Key: a retried POST returns this incident again.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+    __table_args__ = (
+        UniqueConstraint("chat_id", "message_id"),
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{value}'" for value in STATUS_VALUES) + ")",
+            name="status_known",
+        ),
+        CheckConstraint(f"length(source) BETWEEN 1 AND {SOURCE_MAX_LENGTH}", name="source_length"),
+        CheckConstraint(
+            f"length(description) BETWEEN 1 AND {DESCRIPTION_MAX_LENGTH}",
+            name="description_length",
+        ),
+        # Listing is newest first (id descending), filtered by status and/or source:
+        # these indexes let every such query walk an index instead of the table.
+        Index(None, "status", "id"),
+        Index(None, "source", "id"),
+        Index(None, "card_chat_id", "card_message_id"),
+    )
+
+    def __repr__(self) -> str:
+        return f"Incident(id={self.id}, status={self.status!s}, source={self.source!r})"

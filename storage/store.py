@@ -1,0 +1,258 @@
+"""The incident store: every operation the bot and the HTTP API perform on incidents.
+
+Each public method is one transaction, committed before it returns. The store imports
+nothing from aiogram or FastAPI; it speaks in `Incident` rows and the errors below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Incident, utcnow
+from storage.rules import (
+    DEFAULT_SOURCE,
+    Status,
+    allowed_next,
+    can_transition,
+    normalize_description,
+    normalize_source,
+    statuses_leading_to,
+)
+
+
+class IncidentNotFoundError(LookupError):
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(f"Incident {incident_id} not found")
+        self.incident_id = incident_id
+
+
+class TransitionNotAllowedError(Exception):
+    """The incident's current status does not allow the requested one."""
+
+    def __init__(self, incident: Incident, requested: Status) -> None:
+        self.incident = incident
+        self.current = incident.status
+        self.requested = requested
+        self.allowed = allowed_next(incident.status)
+        allowed = ", ".join(self.allowed) or "none, it is final"
+        super().__init__(
+            f"Incident {incident.id} cannot go from {self.current} to {requested};"
+            f" allowed from {self.current}: {allowed}"
+        )
+
+
+class StatusChangedMeanwhileError(Exception):
+    """The incident is no longer in the status the caller saw (a lost race)."""
+
+    def __init__(self, incident: Incident, expected: Status) -> None:
+        self.incident = incident
+        self.expected = expected
+        super().__init__(f"Incident {incident.id} is {incident.status} now, no longer {expected}")
+
+
+@dataclass(frozen=True, slots=True)
+class NewIncident:
+    description: str
+    source: str = DEFAULT_SOURCE
+    status: Status = Status.OPEN
+    created_by: str | None = None
+    chat_id: int | None = None
+    message_id: int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    incident: Incident
+    created: bool
+    """False when the message or Idempotency-Key had already produced this incident."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    incident: Incident
+    previous: Status
+    changed: bool
+    """False when the incident already had the requested status (a successful no-op)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPage:
+    items: list[Incident]
+    total: int
+
+
+class IncidentStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a query."""
+        async with self._sessions() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def create(self, new: NewIncident) -> Created:
+        """Store a new incident, or return the one this message or key already made."""
+        incident = Incident(
+            description=normalize_description(new.description),
+            source=normalize_source(new.source),
+            status=new.status,
+            created_by=new.created_by,
+            updated_by=new.created_by,
+            chat_id=new.chat_id,
+            message_id=new.message_id,
+            idempotency_key=new.idempotency_key,
+        )
+        async with self._sessions() as session:
+            session.add(incident)
+            try:
+                await session.commit()
+            except IntegrityError:
+                # A unique key says it was stored before: a redelivered Telegram message
+                # or a retried HTTP request. Return the original, never a second row.
+                await session.rollback()
+                existing = await self._find_duplicate(session, new)
+                if existing is None:
+                    raise
+                return Created(existing, created=False)
+        return Created(incident, created=True)
+
+    async def get(self, incident_id: int) -> Incident:
+        async with self._sessions() as session:
+            incident = await session.get(Incident, incident_id)
+        if incident is None:
+            raise IncidentNotFoundError(incident_id)
+        return incident
+
+    async def find_by_message(self, chat_id: int, message_id: int) -> Incident | None:
+        """The incident made from a Telegram message, or whose card is that message."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Incident)
+                .where(
+                    ((Incident.chat_id == chat_id) & (Incident.message_id == message_id))
+                    | (
+                        (Incident.card_chat_id == chat_id)
+                        & (Incident.card_message_id == message_id)
+                    )
+                )
+                .limit(1)
+            )
+
+    async def list(
+        self,
+        *,
+        status: Status | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> IncidentPage:
+        """Incidents newest first, with the total count matching the filters."""
+        filters: list[Any] = []
+        if status is not None:
+            filters.append(Incident.status == status)
+        if source is not None:
+            filters.append(Incident.source == source.strip().lower())
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(Incident).where(*filters)
+            )
+            rows = await session.scalars(
+                select(Incident)
+                .where(*filters)
+                .order_by(Incident.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return IncidentPage(items=list(rows), total=total or 0)
+
+    async def change_status(
+        self,
+        incident_id: int,
+        new: Status,
+        *,
+        expected: Status | None = None,
+        changed_by: str | None = None,
+    ) -> StatusChange:
+        """Move an incident to `new` if its current status allows it.
+
+        `expected` is the status the caller acted on (a button pressed on a card): if the
+        incident has moved on since, the change is refused rather than applied blindly.
+        The UPDATE re-checks the status it read in its WHERE clause (compare-and-set), so
+        of two concurrent changes only one can pass; the loser re-reads and is judged
+        against the winner's result.
+        """
+        async with self._sessions() as session:
+            while True:
+                incident = await session.get(Incident, incident_id, populate_existing=True)
+                if incident is None:
+                    raise IncidentNotFoundError(incident_id)
+                current = incident.status
+                if current == new:
+                    return StatusChange(incident, previous=current, changed=False)
+                if expected is not None and current != expected:
+                    raise StatusChangedMeanwhileError(incident, expected)
+                if not can_transition(current, new):
+                    raise TransitionNotAllowedError(incident, new)
+                changed = await session.scalar(
+                    update(Incident)
+                    .where(
+                        Incident.id == incident_id,
+                        Incident.status == current,
+                        Incident.status.in_(statuses_leading_to(new)),
+                    )
+                    .values(status=new, updated_at=utcnow(), updated_by=changed_by)
+                    .returning(Incident)
+                    .execution_options(synchronize_session=False, populate_existing=True),
+                )
+                await session.commit()
+                if changed is not None:
+                    return StatusChange(changed, previous=current, changed=True)
+
+    async def update_description(
+        self, chat_id: int, message_id: int, description: str
+    ) -> Incident | None:
+        """Follow an edit of the Telegram message an incident was made from."""
+        cleaned = normalize_description(description)
+        async with self._sessions() as session:
+            incident = await session.scalar(
+                update(Incident)
+                .where(Incident.chat_id == chat_id, Incident.message_id == message_id)
+                .values(description=cleaned, updated_at=utcnow())
+                .returning(Incident)
+                .execution_options(synchronize_session=False),
+            )
+            await session.commit()
+            return incident
+
+    async def attach_card(self, incident_id: int, chat_id: int, message_id: int) -> None:
+        """Remember the bot's card message for an incident, so it can be edited later."""
+        async with self._sessions() as session:
+            await session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id)
+                .values(card_chat_id=chat_id, card_message_id=message_id)
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+
+    @staticmethod
+    async def _find_duplicate(session: AsyncSession, new: NewIncident) -> Incident | None:
+        if new.idempotency_key is not None:
+            found = await session.scalar(
+                select(Incident).where(Incident.idempotency_key == new.idempotency_key)
+            )
+            if found is not None:
+                return found
+        if new.chat_id is not None and new.message_id is not None:
+            return await session.scalar(
+                select(Incident).where(
+                    Incident.chat_id == new.chat_id, Incident.message_id == new.message_id
+                )
+            )
+        return None

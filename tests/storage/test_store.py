@@ -1,0 +1,232 @@
+"""The store against a real SQLite file: rules, idempotency, races, listing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.database import create_engine, create_session_factory
+from storage.rules import TRANSITIONS, InvalidIncidentError, Status
+from storage.store import (
+    IncidentNotFoundError,
+    IncidentStore,
+    NewIncident,
+    StatusChangedMeanwhileError,
+    TransitionNotAllowedError,
+)
+
+# A route from `open` to each status, through allowed transitions only.
+PATH_FROM_OPEN = {
+    Status.OPEN: (),
+    Status.IN_PROGRESS: (Status.IN_PROGRESS,),
+    Status.RESOLVED: (Status.RESOLVED,),
+    Status.CLOSED: (Status.CLOSED,),
+}
+
+
+async def _incident_in(store: IncidentStore, status: Status) -> int:
+    incident = (await store.create(NewIncident("Самокат #42 не отвечает"))).incident
+    for step in PATH_FROM_OPEN[status]:
+        await store.change_status(incident.id, step)
+    return incident.id
+
+
+@pytest.mark.parametrize(("current", "new"), list(itertools.product(Status, Status)))
+async def test_change_status_follows_transition_table(
+    store: IncidentStore, current: Status, new: Status
+) -> None:
+    incident_id = await _incident_in(store, current)
+
+    if new == current:
+        change = await store.change_status(incident_id, new)
+        assert (change.changed, change.previous, change.incident.status) == (False, new, new)
+    elif new in TRANSITIONS[current]:
+        change = await store.change_status(incident_id, new, changed_by="alice")
+        assert (change.changed, change.previous, change.incident.status) == (True, current, new)
+        assert change.incident.updated_by == "alice"
+    else:
+        with pytest.raises(TransitionNotAllowedError) as refused:
+            await store.change_status(incident_id, new)
+        assert (refused.value.current, refused.value.requested) == (current, new)
+        assert refused.value.allowed == TRANSITIONS[current]
+        assert (await store.get(incident_id)).status == current
+
+
+async def test_change_status_same_status_keeps_updated_at(store: IncidentStore) -> None:
+    incident_id = await _incident_in(store, Status.IN_PROGRESS)
+    before = await store.get(incident_id)
+
+    change = await store.change_status(incident_id, Status.IN_PROGRESS, changed_by="bob")
+
+    assert not change.changed
+    assert change.incident.updated_at == before.updated_at
+    assert change.incident.updated_by == before.updated_by
+
+
+async def test_change_status_missing_incident_raises_not_found(store: IncidentStore) -> None:
+    with pytest.raises(IncidentNotFoundError, match="Incident 404 not found"):
+        await store.change_status(404, Status.CLOSED)
+
+
+async def test_change_status_concurrent_same_target_has_one_winner(store: IncidentStore) -> None:
+    incident_id = await _incident_in(store, Status.OPEN)
+
+    changes = await asyncio.gather(
+        *(store.change_status(incident_id, Status.IN_PROGRESS) for _ in range(50))
+    )
+
+    assert sum(change.changed for change in changes) == 1
+    assert all(change.incident.status == Status.IN_PROGRESS for change in changes)
+
+
+async def test_change_status_racing_presses_on_one_card_have_one_winner(
+    store: IncidentStore,
+) -> None:
+    # Ten people press different buttons on the same `open` card at the same moment.
+    incident_id = await _incident_in(store, Status.OPEN)
+    targets = [Status.IN_PROGRESS, Status.RESOLVED, Status.CLOSED] * 10
+
+    results = await asyncio.gather(
+        *(store.change_status(incident_id, t, expected=Status.OPEN) for t in targets),
+        return_exceptions=True,
+    )
+
+    winners = [r for r in results if not isinstance(r, BaseException) and r.changed]
+    assert len(winners) == 1
+    final = (await store.get(incident_id)).status
+    assert winners[0].incident.status == final
+    losers = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(loser, StatusChangedMeanwhileError) for loser in losers)
+    # Presses for the winning target itself are no-ops, not errors.
+    assert len(losers) == len(targets) - targets.count(final)
+
+
+async def test_change_status_from_two_engines_at_once_never_locks(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    # The bot and the HTTP API (or a second process) writing the same file at once.
+    second_engine = create_engine(database_url)
+    try:
+        stores = [
+            IncidentStore(create_session_factory(engine)),
+            IncidentStore(create_session_factory(second_engine)),
+        ]
+        created = await asyncio.gather(
+            *(stores[n % 2].create(NewIncident(f"report {n}")) for n in range(200))
+        )
+        ids = [result.incident.id for result in created]
+        await asyncio.gather(
+            *(stores[n % 2].change_status(ids[n], Status.RESOLVED) for n in range(200))
+        )
+        page = await stores[0].list(status=Status.RESOLVED, limit=500)
+    finally:
+        await second_engine.dispose()
+
+    assert len(set(ids)) == 200
+    assert page.total == 200
+
+
+async def test_create_same_message_twice_stores_one_incident(store: IncidentStore) -> None:
+    report = NewIncident("Точка не отвечает", source="monitoring", chat_id=-100, message_id=7)
+
+    first = await store.create(report)
+    again = await store.create(report)
+
+    assert first.created and not again.created
+    assert again.incident.id == first.incident.id
+    assert (await store.list()).total == 1
+
+
+async def test_create_concurrent_same_idempotency_key_stores_one(store: IncidentStore) -> None:
+    request = NewIncident("report not uploaded", idempotency_key="retry-1")
+
+    results = await asyncio.gather(*(store.create(request) for _ in range(20)))
+
+    assert sum(result.created for result in results) == 1
+    assert len({result.incident.id for result in results}) == 1
+
+
+async def test_create_normalizes_source_and_description(store: IncidentStore) -> None:
+    created = await store.create(NewIncident("  line one\nline two  ", source=" Склад "))
+
+    assert created.incident.source == "склад"
+    assert created.incident.description == "line one\nline two"
+    assert created.incident.status == Status.OPEN
+    assert created.incident.created_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("description", "source"),
+    [("   ", "operator"), ("x" * 4097, "operator"), ("ok", "two words"), ("ok", "x" * 33)],
+)
+async def test_create_invalid_input_is_refused(
+    store: IncidentStore, description: str, source: str
+) -> None:
+    with pytest.raises(InvalidIncidentError):
+        await store.create(NewIncident(description, source=source))
+    assert (await store.list()).total == 0
+
+
+async def test_get_after_reopen_returns_aware_utc_times(database_url: str) -> None:
+    from storage.database import migrate
+
+    engine = create_engine(database_url)
+    await migrate(engine)
+    incident_id = (
+        await IncidentStore(create_session_factory(engine)).create(NewIncident("a"))
+    ).incident.id
+    await engine.dispose()
+
+    engine = create_engine(database_url)
+    try:
+        incident = await IncidentStore(create_session_factory(engine)).get(incident_id)
+    finally:
+        await engine.dispose()
+
+    assert incident.created_at.tzinfo is UTC
+    assert incident.updated_at >= incident.created_at
+
+
+async def test_list_filters_newest_first_with_total(store: IncidentStore) -> None:
+    for n in range(7):
+        source = "monitoring" if n % 2 else "operator"
+        await store.create(NewIncident(f"incident {n}", source=source))
+    await store.change_status(1, Status.CLOSED)
+
+    everything = await store.list(limit=3)
+    monitoring = await store.list(source="Monitoring")
+    open_operator = await store.list(status=Status.OPEN, source="operator")
+    deep = await store.list(limit=3, offset=6)
+
+    assert [i.description for i in everything.items] == ["incident 6", "incident 5", "incident 4"]
+    assert everything.total == 7
+    assert [i.id for i in monitoring.items] == [6, 4, 2]
+    assert [i.id for i in open_operator.items] == [7, 5, 3]
+    assert open_operator.total == 3
+    assert [i.id for i in deep.items] == [1]
+
+
+async def test_update_description_follows_message_edit(store: IncidentStore) -> None:
+    await store.create(NewIncident("typo", chat_id=-5, message_id=9))
+
+    edited = await store.update_description(-5, 9, "  fixed text ")
+    unknown = await store.update_description(-5, 10, "nothing")
+
+    assert edited is not None and edited.description == "fixed text"
+    assert unknown is None
+
+
+async def test_find_by_message_matches_report_and_card(store: IncidentStore) -> None:
+    incident = (await store.create(NewIncident("a", chat_id=-5, message_id=9))).incident
+    await store.attach_card(incident.id, -5, 10)
+
+    by_report = await store.find_by_message(-5, 9)
+    by_card = await store.find_by_message(-5, 10)
+
+    assert by_report is not None and by_report.id == incident.id
+    assert by_card is not None and by_card.id == incident.id
+    assert await store.find_by_message(-5, 11) is None

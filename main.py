@@ -14,10 +14,11 @@ import sys
 from types import FrameType
 
 import uvicorn
-from api.app import create_app
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.app import create_app
+from bot.runner import BotStartError, run_bot
 from settings import Settings, describe_error
 from storage.database import create_engine, create_session_factory, migrate
 from storage.store import IncidentStore
@@ -57,11 +58,14 @@ async def serve(settings: Settings) -> None:
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             )
         )
-        if not settings.bot_enabled:
-            logger.info("Bot is off: BOT_TOKEN is not set. Serving the HTTP API only.")
         for handled in (signal.SIGINT, signal.SIGTERM):
             signal.signal(handled, _ignore_signal)
-        await server.serve()
+        if settings.bot_enabled:
+            async with run_bot(settings, store):
+                await server.serve()
+        else:
+            logger.info("Bot is off: BOT_TOKEN is not set. Serving the HTTP API only.")
+            await server.serve()
     finally:
         await engine.dispose()
     logger.info("Stopped")
@@ -76,7 +80,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
-    except (OSError, SQLAlchemyError) as error:
+    except (OSError, SQLAlchemyError, BotStartError) as error:
         logger.error("Cannot start: %s", error)
         return 1
     return 0

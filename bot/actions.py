@@ -1,0 +1,155 @@
+"""What people's messages do to incidents, shared by commands, ingestion and buttons.
+
+Each function makes one call on the store and turns the outcome into replies: a card
+for a new incident, the updated card for a status change, or a short explanation.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+
+from bot.cards import Rendered, escape, render_card, status_label
+from bot.parsing import MissingDescription, Report
+from storage.models import Incident
+from storage.rules import InvalidIncidentError, Status
+from storage.store import (
+    IncidentNotFoundError,
+    IncidentStore,
+    NewIncident,
+    StatusChangedMeanwhileError,
+    TransitionNotAllowedError,
+)
+
+logger = logging.getLogger(__name__)
+
+NAME_MAX_LENGTH = 128
+"""The store's limit for `created_by` / `updated_by`."""
+
+
+def author_name(message: Message) -> str | None:
+    """Who wrote the message: the channel or anonymous admin's chat, else the person."""
+    if message.sender_chat is not None and message.sender_chat.title:
+        return message.sender_chat.title[:NAME_MAX_LENGTH]
+    if message.from_user is not None:
+        return message.from_user.full_name[:NAME_MAX_LENGTH]
+    return None
+
+
+def not_found_text(incident_id: int) -> str:
+    return _("Incident #{id} not found").format(id=incident_id)
+
+
+def forbidden_text(error: TransitionNotAllowedError) -> str:
+    allowed = ", ".join(status_label(status) for status in error.allowed)
+    return _(
+        "Incident #{id} cannot go from {current} to {requested}."
+        " Allowed from {current}: {allowed}."
+    ).format(
+        id=error.incident.id,
+        current=status_label(error.current),
+        requested=status_label(error.requested),
+        allowed=allowed or _("none, it is final"),
+    )
+
+
+def changed_meanwhile_text(error: StatusChangedMeanwhileError) -> str:
+    return _("Incident #{id} is {status} now: someone changed it first. Look again.").format(
+        id=error.incident.id, status=status_label(error.incident.status)
+    )
+
+
+def missing_description_text(report: MissingDescription) -> str:
+    return _(
+        "What happened? Write it after the tag, e.g. [{source}] Scooter #42 is not responding"
+    ).format(source=report.source)
+
+
+async def report_incident(
+    message: Message, store: IncidentStore, report: Report | MissingDescription
+) -> None:
+    """Store the message as an incident and reply to it with the incident's card.
+
+    A redelivered message finds its incident already stored; it gets a card only if the
+    first delivery never got as far as sending one.
+    """
+    if isinstance(report, MissingDescription):
+        await message.reply(escape(missing_description_text(report)))
+        return
+    try:
+        created = await store.create(
+            NewIncident(
+                description=report.description,
+                source=report.source,
+                created_by=author_name(message),
+                chat_id=message.chat.id,
+                message_id=message.message_id,
+            )
+        )
+    except InvalidIncidentError as error:
+        await message.reply(escape(_("Not stored: {reason}").format(reason=error)))
+        return
+    incident = created.incident
+    if not created.created and incident.card_message_id is not None:
+        return
+    card = render_card(incident)
+    sent = await message.reply(card.text, reply_markup=card.reply_markup)
+    await store.attach_card(incident.id, sent.chat.id, sent.message_id)
+
+
+async def change_status(
+    message: Message, store: IncidentStore, bot: Bot, incident_id: int, status: Status
+) -> None:
+    """Move an incident to `status` and reply with its card, or say why not."""
+    try:
+        change = await store.change_status(incident_id, status, changed_by=author_name(message))
+    except IncidentNotFoundError:
+        await message.reply(escape(not_found_text(incident_id)))
+        return
+    except TransitionNotAllowedError as error:
+        await message.reply(escape(forbidden_text(error)))
+        return
+    card = render_card(change.incident)
+    await message.reply(card.text, reply_markup=card.reply_markup)
+    if change.changed:
+        await refresh_card(bot, change.incident)
+
+
+async def show_card(message: Message, store: IncidentStore, incident_id: int) -> None:
+    try:
+        incident = await store.get(incident_id)
+    except IncidentNotFoundError:
+        await message.reply(escape(not_found_text(incident_id)))
+        return
+    card = render_card(incident)
+    await message.reply(card.text, reply_markup=card.reply_markup)
+
+
+async def refresh_card(
+    bot: Bot, incident: Incident, *, skip: tuple[int, int] | None = None
+) -> None:
+    """Edit the incident's card in the chat (unless it is `skip`) to show it as it is."""
+    if incident.card_chat_id is None or incident.card_message_id is None:
+        return
+    if (incident.card_chat_id, incident.card_message_id) == skip:
+        return
+    await edit_message(bot, incident.card_chat_id, incident.card_message_id, render_card(incident))
+
+
+async def edit_message(bot: Bot, chat_id: int, message_id: int, rendered: Rendered) -> None:
+    """Edit a message of the bot's; one that is unchanged, gone or too old is left be."""
+    try:
+        await bot.edit_message_text(
+            text=rendered.text,
+            chat_id=chat_id,
+            message_id=message_id,
+            reply_markup=rendered.reply_markup,
+        )
+    except TelegramBadRequest as error:
+        if "message is not modified" in error.message.lower():
+            return
+        logger.warning("Cannot edit message %s in chat %s: %s", message_id, chat_id, error)

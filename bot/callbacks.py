@@ -1,0 +1,81 @@
+"""What the bot's inline buttons carry, as aiogram `CallbackData` factories.
+
+Telegram allows 64 bytes of callback data; statuses travel as one-letter codes
+(`s:17:o:i` = "incident 17, the card showed open, move it to in progress"), so even a
+19-digit incident id stays far below the limit.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from aiogram.filters.callback_data import CallbackData
+from pydantic import field_validator
+
+from storage.rules import Status
+
+STATUS_CODES: MappingProxyType[Status, str] = MappingProxyType(
+    {status: status.value[0] for status in Status}
+)
+_STATUS_BY_CODE: MappingProxyType[str, Status] = MappingProxyType(
+    {code: status for status, code in STATUS_CODES.items()}
+)
+ALL_STATUSES = "a"
+"""The /list filter code meaning "every status"."""
+
+
+def status_code(status: Status) -> str:
+    return STATUS_CODES[status]
+
+
+def status_from_code(code: str) -> Status:
+    return _STATUS_BY_CODE[code]
+
+
+class StatusButton(CallbackData, prefix="s"):
+    """A card's button: move `incident` from the status the card showed to `to`."""
+
+    incident: int
+    seen: str
+    to: str
+
+    @field_validator("seen", "to")
+    @classmethod
+    def _known_code(cls, code: str) -> str:
+        if code not in _STATUS_BY_CODE:
+            raise ValueError(f"unknown status code {code!r}")
+        return code
+
+    @classmethod
+    def for_change(cls, incident_id: int, seen: Status, to: Status) -> StatusButton:
+        return cls(incident=incident_id, seen=status_code(seen), to=status_code(to))
+
+    @property
+    def seen_status(self) -> Status:
+        return status_from_code(self.seen)
+
+    @property
+    def target(self) -> Status:
+        return status_from_code(self.to)
+
+
+class ListPage(CallbackData, prefix="l"):
+    """A /list paging button: page `page` (from 0) of the list filtered by `status`."""
+
+    status: str
+    page: int
+
+    @field_validator("status")
+    @classmethod
+    def _known_code(cls, code: str) -> str:
+        if code != ALL_STATUSES and code not in _STATUS_BY_CODE:
+            raise ValueError(f"unknown status code {code!r}")
+        return code
+
+    @classmethod
+    def for_page(cls, status: Status | None, page: int) -> ListPage:
+        return cls(status=ALL_STATUSES if status is None else status_code(status), page=page)
+
+    @property
+    def status_filter(self) -> Status | None:
+        return None if self.status == ALL_STATUSES else status_from_code(self.status)

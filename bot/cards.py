@@ -1,0 +1,216 @@
+"""Rendering incidents for the chat: pure functions from incidents to text and buttons.
+
+Everything here returns HTML for the bot's default parse mode, and every piece of user
+text passes through `escape()` exactly once. The functions read no state but the
+incidents they are given, so a background sender can reuse them; they translate through
+aiogram's i18n context (the middleware sets it per update; elsewhere wrap the call in
+`with i18n.context(), i18n.use_locale("en"):`).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.i18n import gettext as _
+
+from bot.callbacks import ListPage, StatusButton
+from storage.models import Incident
+from storage.rules import Status, allowed_next
+
+TEXT_LIMIT = 4096
+"""Telegram's limit for a message's text, in characters after entity parsing."""
+LIST_PAGE_SIZE = 20
+LIST_DESCRIPTION_LENGTH = 60
+"""How much of a description a /list line shows."""
+
+STATUS_EMOJI = {
+    Status.OPEN: "🔴",
+    Status.IN_PROGRESS: "🟡",
+    Status.RESOLVED: "🟢",
+    Status.CLOSED: "⚪",
+}
+
+_WHITESPACE_RE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A message ready to send or edit: HTML text and its inline keyboard, if any."""
+
+    text: str
+    reply_markup: InlineKeyboardMarkup | None = None
+
+
+def escape(text: str) -> str:
+    """User text made safe for Telegram's HTML parse mode: shown exactly as written."""
+    return html.escape(text, quote=False)
+
+
+def visible_length(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji counts as two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def cut_to(text: str, limit: int) -> str:
+    """The longest prefix of `text` whose visible length is at most `limit`."""
+    if visible_length(text) <= limit:
+        return text
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return text[:index]
+    return text
+
+
+def shorten(text: str, limit: int) -> str:
+    """One line of at most `limit` characters, ending in "…" when something was cut."""
+    line = _WHITESPACE_RE.sub(" ", text).strip()
+    if visible_length(line) <= limit:
+        return line
+    return cut_to(line, limit - 1).rstrip() + "…"
+
+
+def status_label(status: Status) -> str:
+    labels = {
+        Status.OPEN: _("open"),
+        Status.IN_PROGRESS: _("in progress"),
+        Status.RESOLVED: _("resolved"),
+        Status.CLOSED: _("closed"),
+    }
+    return labels[status]
+
+
+def button_label(target: Status) -> str:
+    """What a card's button says for moving an incident to `target`."""
+    labels = {
+        Status.OPEN: "🔴 " + _("Reopen"),
+        Status.IN_PROGRESS: "🛠 " + _("In progress"),
+        Status.RESOLVED: "✅ " + _("Resolved"),
+        Status.CLOSED: "🔒 " + _("Close"),
+    }
+    return labels[target]
+
+
+def card_title(incident: Incident) -> str:
+    """`🔴 Incident #17 · open · monitoring`, as plain text."""
+    title = _("Incident #{id} · {status} · {source}").format(
+        id=incident.id, status=status_label(incident.status), source=incident.source
+    )
+    return f"{STATUS_EMOJI[incident.status]} {title}"
+
+
+def card_keyboard(incident: Incident) -> InlineKeyboardMarkup | None:
+    """One button per status the incident may move to next; none once it is closed."""
+    targets = allowed_next(incident.status)
+    if not targets:
+        return None
+    buttons = [
+        InlineKeyboardButton(
+            text=button_label(target),
+            callback_data=StatusButton.for_change(incident.id, incident.status, target).pack(),
+        )
+        for target in targets
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=[buttons])
+
+
+def _card_footer(incident: Incident) -> str:
+    lines = []
+    if incident.created_by:
+        lines.append(_("Reported by {name}").format(name=incident.created_by))
+    if incident.status != Status.OPEN and incident.updated_by:
+        lines.append(_("Status set by {name}").format(name=incident.updated_by))
+    return "\n".join(lines)
+
+
+def render_card(incident: Incident) -> Rendered:
+    """The incident's card: title, description, who reported and who changed it, buttons.
+
+    A description too long for one message is cut (never inside markup, since it is cut
+    before escaping) and the card says so.
+    """
+    title = card_title(incident)
+    footer = _card_footer(incident)
+    description = incident.description
+    # Visible text: title, "\n", description, then "\n\n" + footer when there is one.
+    fixed = visible_length(title) + 1 + (visible_length(footer) + 2 if footer else 0)
+    if fixed + visible_length(description) > TEXT_LIMIT:
+        note = "\n\n✂️ " + _("The description is cut to fit Telegram's message limit.")
+        room = TEXT_LIMIT - fixed - visible_length(note) - 1
+        description = cut_to(description, room).rstrip() + "…" + note
+    text = f"<b>{escape(title)}</b>\n{escape(description)}"
+    if footer:
+        text += f"\n\n<i>{escape(footer)}</i>"
+    return Rendered(text, card_keyboard(incident))
+
+
+def format_time(moment: datetime, now: datetime) -> str:
+    """`14:02` for today (UTC), `21.11 14:02` this year, `21.11.2024 14:02` before."""
+    if moment.date() == now.date():
+        return f"{moment:%H:%M}"
+    if moment.year == now.year:
+        return f"{moment:%d.%m %H:%M}"
+    return f"{moment:%d.%m.%Y %H:%M}"
+
+
+def list_line(incident: Incident, now: datetime) -> str:
+    """`#17 · open · monitoring · 14:02 · Scooter #42 is not responding`, plain text."""
+    return " · ".join(
+        (
+            f"#{incident.id}",
+            status_label(incident.status),
+            incident.source,
+            format_time(incident.created_at, now),
+            shorten(incident.description, LIST_DESCRIPTION_LENGTH),
+        )
+    )
+
+
+def render_list_page(
+    incidents: Sequence[Incident],
+    *,
+    total: int,
+    status: Status | None,
+    page: int,
+    now: datetime,
+) -> Rendered:
+    """One /list page (newest first) with Prev/Next buttons when there is more."""
+    if status is None:
+        heading = _("Incidents")
+    else:
+        heading = _("Incidents · {status}").format(status=status_label(status))
+    if not incidents:
+        if status is None:
+            empty = _("No incidents.")
+        else:
+            empty = _("No incidents with status {status}.").format(status=status_label(status))
+        text = escape(empty)
+    else:
+        first = page * LIST_PAGE_SIZE + 1
+        summary = _("{first}-{last} of {total}, newest first, times in UTC").format(
+            first=first, last=first + len(incidents) - 1, total=total
+        )
+        lines = [f"<b>{escape(heading)}</b> · {escape(summary)}"]
+        lines.extend(escape(list_line(incident, now)) for incident in incidents)
+        text = "\n".join(lines)
+    buttons = []
+    if page > 0:
+        buttons.append(
+            InlineKeyboardButton(
+                text="◀ " + _("Prev"), callback_data=ListPage.for_page(status, page - 1).pack()
+            )
+        )
+    if (page + 1) * LIST_PAGE_SIZE < total:
+        buttons.append(
+            InlineKeyboardButton(
+                text=_("Next") + " ▶", callback_data=ListPage.for_page(status, page + 1).pack()
+            )
+        )
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
+    return Rendered(text, keyboard)

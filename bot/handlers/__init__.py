@@ -1,0 +1,36 @@
+"""The bot's routers, in the order updates try them.
+
+Commands first, then buttons, then ingestion (which reads any text, so it must come
+after the commands); all three only for served chats, by a router-level filter. Last,
+the catch-all for chats outside ALLOWED_CHAT_IDS.
+
+Each module builds its router in `create_router()` rather than at import: an aiogram
+router can be attached to one dispatcher only, and every `create_dispatcher()` call
+(each start-up, each test) needs its own.
+"""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from bot.filters import ChatAllowed
+from bot.handlers import buttons, commands, ingest, unserved
+
+
+def create_routers(allowed_chat_ids: frozenset[int]) -> list[Router]:
+    served = Router(name="served_chats")
+    in_scope = ChatAllowed(allowed_chat_ids)
+    for observer in (
+        served.message,
+        served.edited_message,
+        served.channel_post,
+        served.edited_channel_post,
+        served.callback_query,
+    ):
+        observer.filter(in_scope)
+    served.include_routers(
+        commands.create_router(),
+        buttons.create_router(),
+        ingest.create_router(),
+    )
+    return [served, unserved.create_router(allowed_chat_ids)]

@@ -1,0 +1,90 @@
+"""Inline buttons: a card's status buttons and /list's Prev/Next.
+
+Every press is answered, whatever happens: Telegram keeps a button spinning (and counts
+it against the bot) until the press gets an answer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiogram import Bot, Router
+from aiogram.types import CallbackQuery
+from aiogram.utils.i18n import gettext as _
+
+from bot import actions
+from bot.callbacks import ListPage, StatusButton
+from bot.cards import LIST_PAGE_SIZE, render_card, render_list_page, status_label
+from storage.store import (
+    IncidentNotFoundError,
+    IncidentStore,
+    StatusChangedMeanwhileError,
+    TransitionNotAllowedError,
+)
+
+
+async def press_status_button(
+    callback: CallbackQuery, callback_data: StatusButton, store: IncidentStore, bot: Bot
+) -> None:
+    """Change the status and edit the pressed card in place to show who changed it.
+
+    A press made on an out-of-date card (someone else changed the incident first, or the
+    move is no longer allowed) changes nothing: it gets an alert and a refreshed card.
+    """
+    card = callback.message
+    pressed = (card.chat.id, card.message_id) if card is not None else None
+    try:
+        change = await store.change_status(
+            callback_data.incident,
+            callback_data.target,
+            expected=callback_data.seen_status,
+            changed_by=callback.from_user.full_name[: actions.NAME_MAX_LENGTH],
+        )
+    except IncidentNotFoundError:
+        await callback.answer(actions.not_found_text(callback_data.incident), show_alert=True)
+        return
+    except (StatusChangedMeanwhileError, TransitionNotAllowedError) as error:
+        await callback.answer(
+            actions.changed_meanwhile_text(error)
+            if isinstance(error, StatusChangedMeanwhileError)
+            else actions.forbidden_text(error),
+            show_alert=True,
+        )
+        if pressed is not None:
+            await actions.edit_message(bot, *pressed, render_card(error.incident))
+        return
+    incident = change.incident
+    if pressed is not None:
+        await actions.edit_message(bot, *pressed, render_card(incident))
+    if change.changed:
+        await actions.refresh_card(bot, incident, skip=pressed)
+        answer = _("Incident #{id} is now {status}.")
+    else:
+        answer = _("Incident #{id} is already {status}.")
+    await callback.answer(answer.format(id=incident.id, status=status_label(incident.status)))
+
+
+async def turn_list_page(
+    callback: CallbackQuery, callback_data: ListPage, store: IncidentStore, bot: Bot
+) -> None:
+    """Show another /list page in the same message."""
+    status = callback_data.status_filter
+    page_number = max(callback_data.page, 0)
+    page = await store.list(
+        status=status, limit=LIST_PAGE_SIZE, offset=page_number * LIST_PAGE_SIZE
+    )
+    rendered = render_list_page(
+        page.items, total=page.total, status=status, page=page_number, now=datetime.now(UTC)
+    )
+    if callback.message is not None:
+        await actions.edit_message(
+            bot, callback.message.chat.id, callback.message.message_id, rendered
+        )
+    await callback.answer()
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.callback_query.register(press_status_button, StatusButton.filter())
+    router.callback_query.register(turn_list_page, ListPage.filter())
+    return router

@@ -1,0 +1,110 @@
+"""Commands: /start, /help, /new, /list and /status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import actions
+from bot.cards import LIST_PAGE_SIZE, escape, render_list_page
+from bot.menu import command_descriptions
+from bot.parsing import Report, parse_incident_id, parse_report, parse_status_word
+from storage.rules import DEFAULT_SOURCE, STATUS_VALUES
+from storage.store import IncidentStore
+
+
+def help_text() -> str:
+    commands = "\n".join(
+        f"/{name} — {description}" for name, description in command_descriptions()
+    )
+    return "\n\n".join(
+        (
+            _("I turn chat messages into tracked incidents."),
+            _(
+                "To report one, start a message (or a photo's caption) with a tag in"
+                " square brackets:\n[monitoring] Scooter #42 is not responding\n"
+                "Tags: operator, monitoring, partner (оператор, мониторинг, партнёр),"
+                " or any one-word source."
+            ),
+            _(
+                "To change a status, press a button on the incident's card, reply to the"
+                " card or the report with a status word (in progress, resolved, closed),"
+                " or write: #17 fixed"
+            ),
+            commands,
+        )
+    )
+
+
+def unknown_status_text(given: str) -> str:
+    return _("Unknown status “{given}”. Valid statuses: {valid}.").format(
+        given=given, valid=", ".join(STATUS_VALUES)
+    )
+
+
+def status_usage_text() -> str:
+    return _(
+        "Usage: /status <id> [new status], e.g. /status 17 resolved. Statuses: {valid}."
+    ).format(valid=", ".join(STATUS_VALUES))
+
+
+async def show_help(message: Message) -> None:
+    await message.reply(escape(help_text()))
+
+
+async def new_incident(message: Message, command: CommandObject, store: IncidentStore) -> None:
+    """`/new text` or `/new [source] text`: an incident, reported explicitly."""
+    text = (command.args or "").strip()
+    if not text:
+        await message.reply(escape(_("Usage: /new [source] what happened")))
+        return
+    report = parse_report(text) or Report(DEFAULT_SOURCE, text)
+    await actions.report_incident(message, store, report)
+
+
+async def list_incidents(message: Message, command: CommandObject, store: IncidentStore) -> None:
+    """`/list [status]`: the newest incidents, a page at a time."""
+    status = None
+    if command.args:
+        status = parse_status_word(command.args)
+        if status is None:
+            await message.reply(escape(unknown_status_text(command.args.strip())))
+            return
+    page = await store.list(status=status, limit=LIST_PAGE_SIZE)
+    rendered = render_list_page(
+        page.items, total=page.total, status=status, page=0, now=datetime.now(UTC)
+    )
+    await message.reply(rendered.text, reply_markup=rendered.reply_markup)
+
+
+async def change_or_show_status(
+    message: Message, command: CommandObject, store: IncidentStore, bot: Bot
+) -> None:
+    """`/status 17 resolved` changes the status; `/status 17` shows the card."""
+    parts = (command.args or "").split(maxsplit=1)
+    incident_id = parse_incident_id(parts[0]) if parts else None
+    if incident_id is None:
+        await message.reply(escape(status_usage_text()))
+        return
+    if len(parts) == 1:
+        await actions.show_card(message, store, incident_id)
+        return
+    status = parse_status_word(parts[1])
+    if status is None:
+        await message.reply(escape(unknown_status_text(parts[1].strip())))
+        return
+    await actions.change_status(message, store, bot, incident_id, status)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(show_help, CommandStart())
+    router.message.register(show_help, Command("help"))
+    router.message.register(new_incident, Command("new"))
+    router.message.register(list_incidents, Command("list"))
+    router.message.register(change_or_show_status, Command("status"))
+    return router

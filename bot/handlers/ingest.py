@@ -1,0 +1,115 @@
+"""Reading the chat: reports become incidents, edits follow them, status words move them.
+
+Matches any text, so its router comes after the commands. Plain chat matches nothing
+here and gets no reply.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+
+from bot import actions
+from bot.callbacks import StatusButton
+from bot.filters import IsReport, IsStatusCommand, IsStatusReply, message_text
+from bot.parsing import MissingDescription, Report, StatusCommand, parse_report
+from storage.rules import DEFAULT_SOURCE, Status
+from storage.store import IncidentStore
+
+
+async def ingest_report(
+    message: Message, report: Report | MissingDescription, store: IncidentStore
+) -> None:
+    """`[monitoring] Scooter #42 is not responding` → an incident and its card."""
+    await actions.report_incident(message, store, report)
+
+
+async def change_by_reply(
+    message: Message, status: Status, store: IncidentStore, bot: Bot
+) -> None:
+    """A status word replying to a card or to a report changes that incident."""
+    replied = message.reply_to_message
+    if replied is None:
+        return
+    incident = await store.find_by_message(message.chat.id, replied.message_id)
+    incident_id = incident.id if incident is not None else _card_incident_id(replied, bot)
+    if incident_id is None:
+        return
+    await actions.change_status(message, store, bot, incident_id, status)
+
+
+async def change_by_number(
+    message: Message, status_command: StatusCommand, store: IncidentStore, bot: Bot
+) -> None:
+    """`#17 fixed`."""
+    await actions.change_status(
+        message, store, bot, status_command.incident_id, status_command.status
+    )
+
+
+async def follow_edit(message: Message, store: IncidentStore, bot: Bot) -> None:
+    """An edited report updates its incident's description and card.
+
+    An edit that turns a plain message into a report (the tag was forgotten) reports it.
+    """
+    await _follow_edit(message, store, bot, parse_report(message_text(message)))
+
+
+async def follow_new_edit(
+    message: Message, command: CommandObject, store: IncidentStore, bot: Bot
+) -> None:
+    """An edited `/new` command updates its incident like an edited report."""
+    text = (command.args or "").strip()
+    report = (parse_report(text) or Report(DEFAULT_SOURCE, text)) if text else None
+    await _follow_edit(message, store, bot, report)
+
+
+async def _follow_edit(
+    message: Message,
+    store: IncidentStore,
+    bot: Bot,
+    report: Report | MissingDescription | None,
+) -> None:
+    incident = await store.find_by_message(message.chat.id, message.message_id)
+    if incident is None:
+        if isinstance(report, Report):
+            await actions.report_incident(message, store, report)
+        return
+    if not isinstance(report, Report) or report.description == incident.description:
+        return
+    updated = await store.update_description(
+        message.chat.id, message.message_id, report.description
+    )
+    if updated is not None:
+        await actions.refresh_card(bot, updated)
+
+
+def _card_incident_id(replied: Message, bot: Bot) -> int | None:
+    """The incident a card of this bot's is about, read from the card's buttons."""
+    if replied.from_user is None or replied.from_user.id != bot.id:
+        return None
+    markup = replied.reply_markup
+    if markup is None:
+        return None
+    for row in markup.inline_keyboard:
+        for button in row:
+            if button.callback_data is None:
+                continue
+            try:
+                return StatusButton.unpack(button.callback_data).incident
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    for new_messages in (router.message, router.channel_post):
+        new_messages.register(ingest_report, IsReport())
+        new_messages.register(change_by_reply, IsStatusReply())
+        new_messages.register(change_by_number, IsStatusCommand())
+    for edits in (router.edited_message, router.edited_channel_post):
+        edits.register(follow_new_edit, Command("new"))
+        edits.register(follow_edit)
+    return router

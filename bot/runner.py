@@ -1,0 +1,144 @@
+"""Running the bot beside the HTTP API: `async with run_bot(settings, store): ...`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import (
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.utils.backoff import Backoff, BackoffConfig
+
+from bot.factory import create_bot, create_dispatcher
+from bot.i18n import create_i18n
+from bot.menu import bot_commands
+from settings import Settings
+from storage.store import IncidentStore
+
+logger = logging.getLogger(__name__)
+
+POLLING_TIMEOUT_SECONDS = 30
+"""How long one getUpdates call waits for news (long polling)."""
+MENU_LANGUAGES: tuple[tuple[str, str | None], ...] = (("en", None), ("ru", "ru"))
+"""(catalogue, Telegram language_code) for each command menu; None is the default menu."""
+RETRY_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
+
+_TRANSIENT_ERRORS = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
+
+
+class BotStartError(RuntimeError):
+    """The bot cannot run at all: Telegram rejected the token."""
+
+
+@asynccontextmanager
+async def run_bot(
+    settings: Settings,
+    store: IncidentStore,
+    *,
+    polling_timeout: int = POLLING_TIMEOUT_SECONDS,
+) -> AsyncIterator[Bot]:
+    """Register the command menu and long-poll Telegram until the block exits.
+
+    Updates are handled one at a time, and an update is confirmed to Telegram (by the
+    next getUpdates offset) only after its handler finished. A token Telegram rejects
+    stops start-up with BotStartError; an unreachable Telegram does not: the bot keeps
+    retrying in the background while the rest of the service runs.
+    """
+    if not settings.allowed_chat_ids:
+        logger.warning("ALLOWED_CHAT_IDS is empty: the bot serves every chat it is added to")
+    bot = create_bot(settings)
+    try:
+        dispatcher = create_dispatcher(store, settings)
+        started = asyncio.Event()
+
+        async def mark_started() -> None:
+            started.set()
+
+        dispatcher.startup.register(mark_started)
+        introduced = await _introduce(bot)
+        polling = asyncio.create_task(
+            _poll(dispatcher, bot, introduced=introduced, polling_timeout=polling_timeout),
+            name="telegram-polling",
+        )
+        polling.add_done_callback(_report_end)
+        if introduced:
+            # Until start-up has run, stop_polling() would find nothing to stop.
+            waiter = asyncio.create_task(started.wait())
+            try:
+                await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        try:
+            yield bot
+        finally:
+            if started.is_set() and not polling.done():
+                await dispatcher.stop_polling()
+            else:
+                polling.cancel()
+            await asyncio.wait((polling,))
+    finally:
+        await bot.session.close()
+
+
+async def _poll(
+    dispatcher: Dispatcher, bot: Bot, *, introduced: bool, polling_timeout: int
+) -> None:
+    if not introduced and not await _introduce_until_ready(bot):
+        return
+    await dispatcher.start_polling(
+        bot,
+        polling_timeout=polling_timeout,
+        handle_as_tasks=False,
+        handle_signals=False,
+        close_bot_session=False,
+    )
+
+
+async def _introduce(bot: Bot) -> bool:
+    """Check the token and set the command menus; False if Telegram cannot be reached."""
+    try:
+        me = await bot.me()
+        await set_commands(bot)
+    except TelegramUnauthorizedError as error:
+        raise BotStartError(f"Telegram rejected BOT_TOKEN: {error.message}") from error
+    except _TRANSIENT_ERRORS as error:
+        logger.warning("Telegram is not reachable yet (%s); retrying in the background", error)
+        return False
+    logger.info("Bot @%s is up", me.username)
+    return True
+
+
+async def _introduce_until_ready(bot: Bot) -> bool:
+    backoff = Backoff(RETRY_BACKOFF)
+    while True:
+        await backoff.asleep()
+        try:
+            if await _introduce(bot):
+                return True
+        except BotStartError as error:
+            logger.error("The bot is off: %s", error)
+            return False
+
+
+async def set_commands(bot: Bot) -> None:
+    """The command menu, in English by default and in Russian for Russian users."""
+    i18n = create_i18n()
+    for locale, language_code in MENU_LANGUAGES:
+        with i18n.context(), i18n.use_locale(locale):
+            commands = bot_commands()
+        await bot.set_my_commands(commands, language_code=language_code)
+
+
+def _report_end(polling: asyncio.Task[None]) -> None:
+    if polling.cancelled():
+        return
+    error = polling.exception()
+    if error is not None:
+        logger.error("The bot stopped: %s", error, exc_info=error)

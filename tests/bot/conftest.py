@@ -1,0 +1,121 @@
+"""Factories for the bot's tests: incidents, settings, an i18n context, and the real bot
+long-polling the Telegram stand-in (`tests/telegram_stub`) on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiogram.types import Chat, User
+
+from bot.i18n import create_i18n
+from bot.runner import run_bot
+from settings import Settings
+from storage.models import Incident
+from storage.rules import Status
+from storage.store import IncidentStore
+from tests.telegram_stub import TelegramStub
+
+NOON = datetime(2026, 11, 23, 14, 2, tzinfo=UTC)
+POLLING_TIMEOUT = 1
+"""Seconds per getUpdates long poll in tests: shutdown never waits on one."""
+
+
+def make_incident(**fields: Any) -> Incident:
+    """An incident as the store returns it, without a database."""
+    values: dict[str, Any] = {
+        "id": 17,
+        "description": "Scooter #42 is not responding",
+        "status": Status.OPEN,
+        "source": "monitoring",
+        "created_at": NOON,
+        "updated_at": NOON,
+        "created_by": "Alice",
+        "updated_by": "Alice",
+    }
+    values.update(fields)
+    return Incident(**values)
+
+
+@pytest.fixture
+def english() -> Iterator[None]:
+    """Render in English, as the i18n middleware does for most people."""
+    i18n = create_i18n()
+    with i18n.context(), i18n.use_locale("en"):
+        yield
+
+
+@pytest.fixture
+def russian() -> Iterator[None]:
+    i18n = create_i18n()
+    with i18n.context(), i18n.use_locale("ru"):
+        yield
+
+
+def make_settings(stub: TelegramStub, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "bot_token": stub.token,
+        "telegram_api_url": stub.base_url,
+        "database_url": database_url,
+        "allowed_chat_ids": frozenset(),
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[TelegramStub]:
+    async with TelegramStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def allowed_chat_ids() -> frozenset[int]:
+    """ALLOWED_CHAT_IDS for the running bot; a test module may override it."""
+    return frozenset()
+
+
+@dataclass
+class Scene:
+    """The running bot's world: the stand-in, the store behind the bot, a chat, people."""
+
+    stub: TelegramStub
+    store: IncidentStore
+    chat: Chat
+    alice: User
+    ivan: User
+
+
+BotLauncher = Callable[..., AbstractAsyncContextManager[None]]
+
+
+@pytest.fixture
+def launch_bot(stub: TelegramStub, store: IncidentStore, database_url: str) -> BotLauncher:
+    """`async with launch_bot(**settings):` runs the bot exactly as main.py wires it."""
+
+    @asynccontextmanager
+    async def launch(**overrides: Any) -> AsyncIterator[None]:
+        settings = make_settings(stub, database_url, **overrides)
+        async with run_bot(settings, store, polling_timeout=POLLING_TIMEOUT):
+            yield
+
+    return launch
+
+
+@pytest.fixture
+async def scene(
+    stub: TelegramStub,
+    store: IncidentStore,
+    launch_bot: BotLauncher,
+    allowed_chat_ids: frozenset[int],
+) -> AsyncIterator[Scene]:
+    """The bot running and a supergroup with two people: Alice (en) and Ivan (ru)."""
+    chat = stub.supergroup("On-call", chat_id=-1_001_000_000_001)
+    alice = stub.user("Alice", last_name="Smith")
+    ivan = stub.user("Ivan", language_code="ru")
+    async with launch_bot(allowed_chat_ids=allowed_chat_ids):
+        yield Scene(stub, store, chat, alice, ivan)

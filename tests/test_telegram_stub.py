@@ -1,0 +1,720 @@
+"""Self-tests of the Bot API stand-in, driven by a real aiogram Bot and Dispatcher over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.methods import GetUpdates
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+)
+from aiogram.utils.text_decorations import html_decoration as html
+
+from tests.telegram_stub import FaultKind, Limit, RateLimits, TelegramStub, parse_html
+
+
+def keyboard(*buttons: tuple[str, str]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=text, callback_data=data)] for text, data in buttons
+        ]
+    )
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[TelegramStub]:
+    async with TelegramStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+async def bot(stub: TelegramStub) -> AsyncIterator[Bot]:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(stub.base_url))
+    async with Bot(
+        stub.token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML)
+    ) as bot:
+        yield bot
+
+
+def echo_router() -> Router:
+    router = Router(name="echo")
+
+    @router.message(F.text)
+    async def echo(message: Message) -> None:
+        await message.reply(f"<b>echo:</b> {html.quote(message.text or '')}")
+
+    @router.edited_message(F.text)
+    async def edited(message: Message) -> None:
+        await message.reply(f"edited: {html.quote(message.text or '')}")
+
+    @router.callback_query()
+    async def pressed(query: CallbackQuery) -> None:
+        await query.answer(f"got {query.data}", show_alert=query.data == "alert")
+
+    return router
+
+
+@pytest.fixture
+async def polling(stub: TelegramStub, bot: Bot) -> AsyncIterator[Dispatcher]:
+    dispatcher = Dispatcher()
+    dispatcher.include_router(echo_router())
+    task = asyncio.create_task(
+        dispatcher.start_polling(bot, handle_signals=False, polling_timeout=1)
+    )
+    yield dispatcher
+    await dispatcher.stop_polling()
+    await task
+
+
+# -- getMe, routing, tokens --------------------------------------------------------------------
+
+
+async def test_get_me_returns_bot_user(stub: TelegramStub, bot: Bot) -> None:
+    me = await bot.get_me()
+
+    assert me.model_dump() == stub.bot_user.model_dump()
+    assert stub.token.startswith(f"{me.id}:TEST")
+    assert stub.base_url.startswith("http://127.0.0.1:")
+
+
+async def test_call_unknown_method_not_found(stub: TelegramStub) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{stub.base_url}/bot{stub.token}/sendTelepathy") as response,
+    ):
+        assert response.status == 404
+        assert await response.json() == {
+            "ok": False,
+            "error_code": 404,
+            "description": "Not Found",
+        }
+
+
+async def test_call_wrong_token_unauthorized(stub: TelegramStub) -> None:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(stub.base_url))
+    async with Bot("42:WRONG", session=session) as stranger:
+        with pytest.raises(TelegramUnauthorizedError):
+            await stranger.get_me()
+
+
+async def test_call_json_body_accepted(stub: TelegramStub) -> None:
+    chat = stub.group()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{stub.base_url}/bot{stub.token}/SENDMESSAGE",
+            json={"chat_id": chat.id, "text": "<i>hi</i>", "parse_mode": "HTML"},
+        ) as response,
+    ):
+        body = await response.json()
+
+    assert body["ok"] is True
+    assert body["result"]["entities"] == [{"offset": 0, "length": 2, "type": "italic"}]
+    assert stub.calls("sendMessage")[0].method == "sendMessage"
+
+
+# -- getUpdates ------------------------------------------------------------------------------
+
+
+async def test_get_updates_offset_confirms_earlier_updates(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    for text in ("one", "two", "three"):
+        await stub.send_user_message(chat, alice, text)
+
+    first = await bot.get_updates()
+    again = await bot.get_updates()
+    assert [u.update_id for u in again] == [u.update_id for u in first]
+    assert [u.message.text for u in first if u.message] == ["one", "two", "three"]
+
+    rest = await bot.get_updates(offset=first[1].update_id)
+    assert [u.message.text for u in rest if u.message] == ["two", "three"]
+    assert stub.is_confirmed(first[0].update_id)
+    assert not stub.is_confirmed(first[1].update_id)
+
+    assert await bot.get_updates(offset=first[-1].update_id + 1) == []
+    assert stub.offset == first[-1].update_id + 1
+    assert stub.pending_updates == []
+
+
+async def test_get_updates_negative_offset_keeps_last_updates(
+    stub: TelegramStub, bot: Bot
+) -> None:
+    chat, alice = stub.group(), stub.user()
+    for text in ("one", "two", "three"):
+        await stub.send_user_message(chat, alice, text)
+
+    updates = await bot.get_updates(offset=-1)
+
+    assert [u.message.text for u in updates if u.message] == ["three"]
+    assert len(stub.dropped_updates) == 2
+
+
+async def test_get_updates_limit_returns_oldest_first(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    for number in range(5):
+        await stub.send_user_message(chat, alice, f"m{number}")
+
+    updates = await bot.get_updates(limit=2)
+
+    assert [u.message.text for u in updates if u.message] == ["m0", "m1"]
+
+
+async def test_get_updates_long_poll_returns_early_on_push(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    poll = asyncio.create_task(bot.get_updates(timeout=10))
+    await stub.wait_for(lambda: stub.waiting_polls == 1, what="the long poll to wait")
+
+    loop = asyncio.get_running_loop()
+    pushed_at = loop.time()
+    await stub.send_user_message(chat, alice, "wake up")
+    updates = await asyncio.wait_for(poll, 2)
+
+    assert loop.time() - pushed_at < 1
+    assert [u.message.text for u in updates if u.message] == ["wake up"]
+
+
+async def test_get_updates_allowed_updates_drops_other_types(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    await bot.get_updates(allowed_updates=["callback_query"])
+
+    await stub.send_user_message(chat, alice, "not wanted")
+
+    assert await bot.get_updates() == []
+    assert stub.dropped_updates[0][1] == "'message' is not in allowed_updates"
+
+
+async def test_get_updates_second_poll_conflicts_first(stub: TelegramStub, bot: Bot) -> None:
+    first = asyncio.create_task(bot.get_updates(timeout=5))
+    await stub.wait_for(lambda: stub.waiting_polls == 1, what="the first poll")
+
+    second = asyncio.create_task(bot.get_updates(timeout=0))
+
+    with pytest.raises(TelegramConflictError, match="terminated by other getUpdates"):
+        await asyncio.wait_for(first, 2)
+    assert await second == []
+
+
+async def test_get_updates_with_webhook_conflicts(stub: TelegramStub, bot: Bot) -> None:
+    await bot.set_webhook("http://127.0.0.1:9/hook", secret_token="s3cret")
+
+    with pytest.raises(TelegramConflictError, match="webhook is active"):
+        await bot.get_updates()
+    info = await bot.get_webhook_info()
+    assert info.url == "http://127.0.0.1:9/hook"
+    assert stub.webhook["secret_token"] == "s3cret"
+
+    await bot.delete_webhook()
+    assert await bot.get_updates() == []
+
+
+# -- sendMessage and HTML ----------------------------------------------------------------------
+
+
+async def test_send_message_records_raw_and_visible_text(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+
+    sent = await bot.send_message(
+        chat.id, "  <b>Incident #1</b> · open\n&lt;script&gt; &amp; <a href='https://x.io'>x</a> "
+    )
+
+    record = stub.sent_messages(chat)[0]
+    assert record.message_id == sent.message_id
+    assert record.text == sent.text == "Incident #1 · open\n<script> & x"
+    assert record.raw_text is not None and record.raw_text.startswith("  <b>Incident")
+    assert record.entities == [
+        {"offset": 0, "length": 11, "type": "bold"},
+        {"offset": 30, "length": 1, "type": "text_link", "url": "https://x.io"},
+    ]
+    assert record.parse_mode == "HTML"
+
+
+async def test_send_message_numbers_messages_per_chat(stub: TelegramStub, bot: Bot) -> None:
+    first_chat, second_chat = stub.group(), stub.supergroup()
+
+    ids = [
+        (await bot.send_message(chat.id, "hi")).message_id
+        for chat in (first_chat, first_chat, second_chat)
+    ]
+
+    assert ids == [1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("a < b", 'Unsupported start tag "" at byte offset 2'),
+        ("Tom & Jerry", 'Unescaped "&" at byte offset 4'),
+        ("<script>alert(1)</script>", 'Unsupported start tag "script" at byte offset 0'),
+        ("<b>bold", "Can't find end tag corresponding to start tag b"),
+        ("<b><i>x</b></i>", 'Unmatched end tag at byte offset 7, expected "</i>", found "</b>"'),
+        ("x</b>", "Unexpected end tag at byte offset 1"),
+        ("<span>x</span>", 'Tag "span" must have class "tg-spoiler" at byte offset 0'),
+    ],
+)
+async def test_send_message_invalid_html_bad_request(
+    stub: TelegramStub, bot: Bot, text: str, reason: str
+) -> None:
+    chat = stub.group()
+
+    with pytest.raises(TelegramBadRequest) as raised:
+        await bot.send_message(chat.id, text)
+
+    assert raised.value.message.startswith(f"Bad Request: can't parse entities: {reason}")
+    assert stub.sent_messages(chat) == []
+
+
+async def test_send_message_all_supported_tags_accepted(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    text = (
+        "<b>b</b><strong>s</strong><i>i</i><em>e</em><u>u</u><ins>n</ins><s>s</s>"
+        '<strike>k</strike><del>d</del><span class="tg-spoiler">p</span>'
+        '<tg-spoiler>q</tg-spoiler><a href="https://t.me/x">a</a><code>c</code>'
+        '<pre><code class="language-python">x = 1</code></pre>'
+        "<blockquote>q</blockquote><blockquote expandable>e</blockquote>"
+        '<tg-emoji emoji-id="5368324170671202286">👍</tg-emoji>&#128512;&#x1F600;&quot;'
+    )
+
+    await bot.send_message(chat.id, text)
+
+    record = stub.sent_messages(chat)[0]
+    assert record.text == 'bsieunskdpqacx = 1qe👍😀😀"'
+    types = [entity["type"] for entity in record.entities]
+    assert types.count("bold") == 2
+    assert types.count("italic") == 2
+    assert types.count("strikethrough") == 3
+    assert types.count("spoiler") == 2
+    assert {"type": "pre", "offset": 13, "length": 5, "language": "python"} in record.entities
+    assert {"type": "text_link", "offset": 11, "length": 1, "url": "https://t.me/x"} in (
+        record.entities
+    )
+    assert "expandable_blockquote" in types
+    assert "custom_emoji" in types
+
+
+async def test_send_message_length_counted_after_parsing(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    visible = "x" * 4095
+
+    await bot.send_message(chat.id, f"<b>{visible}</b>&amp;")
+    with pytest.raises(TelegramBadRequest, match="Bad Request: message is too long"):
+        await bot.send_message(chat.id, f"<b>{visible}</b>&amp;!")
+
+    assert stub.sent_messages(chat)[0].text == visible + "&"
+
+
+async def test_send_message_length_counts_utf16_units(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+
+    await bot.send_message(chat.id, "😀" * 2048)
+    with pytest.raises(TelegramBadRequest, match="message is too long"):
+        await bot.send_message(chat.id, "😀" * 2048 + "x")
+
+
+@pytest.mark.parametrize("text", ["", "   \n ", "<b> </b>"])
+async def test_send_message_empty_text_bad_request(
+    stub: TelegramStub, bot: Bot, text: str
+) -> None:
+    chat = stub.group()
+
+    with pytest.raises(TelegramBadRequest, match="Bad Request: message text is empty"):
+        await bot.send_message(chat.id, text)
+
+
+async def test_send_message_unknown_chat_not_found(bot: Bot) -> None:
+    with pytest.raises(TelegramBadRequest, match="Bad Request: chat not found"):
+        await bot.send_message(-100123, "hi")
+
+
+async def test_send_message_callback_data_limited_to_64_bytes(
+    stub: TelegramStub, bot: Bot
+) -> None:
+    chat = stub.group()
+
+    await bot.send_message(chat.id, "ok", reply_markup=keyboard(("A", "x" * 64), ("B", "ж" * 32)))
+    for data in ("x" * 65, "ж" * 33):
+        with pytest.raises(TelegramBadRequest, match="Bad Request: BUTTON_DATA_INVALID"):
+            await bot.send_message(chat.id, "too long", reply_markup=keyboard(("A", data)))
+
+    assert stub.sent_messages(chat)[0].button_texts == ["A", "B"]
+
+
+async def test_send_message_reply_in_forum_topic_recorded(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.supergroup(forum=True), stub.user()
+    topic = stub.create_topic(chat, "Scooters")
+    report = await stub.send_user_message(
+        chat, alice, "[monitoring] down", message_thread_id=topic
+    )
+
+    reply = await bot.send_message(
+        chat.id,
+        "seen",
+        reply_parameters=ReplyParameters(message_id=report.message_id),
+        message_thread_id=topic,
+    )
+
+    assert reply.reply_to_message is not None
+    assert reply.reply_to_message.message_id == report.message_id
+    assert reply.message_thread_id == topic
+    record = stub.sent_messages(chat)[0]
+    assert (record.reply_to_message_id, record.message_thread_id) == (report.message_id, topic)
+
+
+async def test_send_message_reply_to_missing_message_bad_request(
+    stub: TelegramStub, bot: Bot
+) -> None:
+    chat = stub.group()
+
+    with pytest.raises(TelegramBadRequest, match="message to be replied not found"):
+        await bot.send_message(chat.id, "hi", reply_parameters=ReplyParameters(message_id=99))
+
+
+# -- editing, deleting, buttons ------------------------------------------------------------------
+
+
+async def test_edit_message_text_identical_not_modified(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    markup = keyboard(("Resolve", "resolve:1"))
+    sent = await bot.send_message(chat.id, "<b>#1</b> open", reply_markup=markup)
+
+    with pytest.raises(TelegramBadRequest, match="Bad Request: message is not modified: "):
+        await bot.edit_message_text(
+            "<b>#1</b> open", chat_id=chat.id, message_id=sent.message_id, reply_markup=markup
+        )
+    edited = await bot.edit_message_text(
+        "<b>#1</b> resolved", chat_id=chat.id, message_id=sent.message_id
+    )
+
+    assert isinstance(edited, Message) and edited.edit_date is not None
+    record = stub.message(chat, sent.message_id)
+    assert record.text == "#1 resolved"
+    assert record.buttons == []  # an edit without reply_markup removes the keyboard
+    assert [version.text for version in record.history] == ["#1 open"]
+
+
+async def test_edit_message_text_unknown_message_bad_request(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+
+    with pytest.raises(TelegramBadRequest, match="Bad Request: message to edit not found"):
+        await bot.edit_message_text("x", chat_id=chat.id, message_id=404)
+
+
+async def test_edit_message_reply_markup_identical_not_modified(
+    stub: TelegramStub, bot: Bot
+) -> None:
+    chat = stub.group()
+    sent = await bot.send_message(chat.id, "card", reply_markup=keyboard(("A", "a")))
+
+    await bot.edit_message_reply_markup(
+        chat_id=chat.id, message_id=sent.message_id, reply_markup=keyboard(("B", "b"))
+    )
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_reply_markup(
+            chat_id=chat.id, message_id=sent.message_id, reply_markup=keyboard(("B", "b"))
+        )
+
+    assert stub.message(chat, sent.message_id).button_texts == ["B"]
+
+
+async def test_delete_message_hides_it_from_transcript(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    sent = await bot.send_message(chat.id, "oops")
+
+    assert await bot.delete_message(chat.id, sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(chat.id, sent.message_id)
+
+    assert stub.chat_transcript(chat) == ""
+    assert stub.sent_messages(chat)[0].deleted
+
+
+async def test_answer_callback_query_twice_bad_request(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    card = await bot.send_message(chat.id, "card", reply_markup=keyboard(("Resolve", "r:1")))
+    query_id = await stub.press_button(chat, alice, card.message_id, "r:1")
+
+    assert await bot.answer_callback_query(query_id, text="Done", show_alert=True)
+    with pytest.raises(TelegramBadRequest, match="query is too old"):
+        await bot.answer_callback_query(query_id)
+    with pytest.raises(TelegramBadRequest, match="query ID is invalid"):
+        await bot.answer_callback_query("12345")
+
+    answer = stub.callback_answer(query_id)
+    assert answer is not None and (answer.text, answer.show_alert) == ("Done", True)
+
+
+async def test_press_button_missing_data_refused(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    card = await bot.send_message(chat.id, "card", reply_markup=keyboard(("Resolve", "r:1")))
+
+    with pytest.raises(LookupError, match="no button with data 'r:2'"):
+        await stub.press_button(chat, alice, card.message_id, "r:2")
+    assert await stub.press_button(chat, alice, card.message_id, "r:2", check=False)
+
+
+# -- commands, chat actions ----------------------------------------------------------------------
+
+
+async def test_set_my_commands_recorded_per_language_and_scope(
+    stub: TelegramStub, bot: Bot
+) -> None:
+    english = [BotCommand(command="list", description="Recent incidents")]
+    russian = [BotCommand(command="list", description="Последние инциденты")]
+
+    await bot.set_my_commands(english)
+    await bot.set_my_commands(russian, language_code="ru")
+    await bot.set_my_commands(english, scope=BotCommandScopeAllGroupChats())
+
+    assert stub.commands() == [{"command": "list", "description": "Recent incidents"}]
+    assert stub.commands(language_code="ru") == [
+        {"command": "list", "description": "Последние инциденты"}
+    ]
+    assert stub.commands(scope={"type": "all_group_chats"}) is not None
+    assert [c.model_dump() for c in await bot.get_my_commands(language_code="ru")] == [
+        c.model_dump() for c in russian
+    ]
+    assert await bot.get_my_commands(language_code="de") == []
+    with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
+        await bot.set_my_commands([BotCommand(command="List", description="x")])
+
+
+async def test_send_chat_action_checks_action(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+
+    assert await bot.send_chat_action(chat.id, "typing")
+    with pytest.raises(TelegramBadRequest, match="wrong parameter action"):
+        await bot.send_chat_action(chat.id, "dancing")
+
+
+# -- rate limits -------------------------------------------------------------------------------
+
+
+async def test_send_message_past_group_limit_retry_after(stub: TelegramStub, bot: Bot) -> None:
+    stub.enable_rate_limits(RateLimits(group=Limit(5, 1.0), overall=None))
+    chat, other = stub.group(), stub.group()
+
+    for number in range(5):
+        await bot.send_message(chat.id, f"m{number}")
+    with pytest.raises(TelegramRetryAfter) as raised:
+        await bot.send_message(chat.id, "one too many")
+    await bot.send_message(other.id, "another chat has its own window")
+
+    assert raised.value.retry_after == 1
+    assert "Too Many Requests: retry after 1" in raised.value.message
+    assert stub.max_in_window(1.0, chat_id=chat.id) == 5
+    refused = [event for event in stub.rate_log if not event.accepted]
+    assert [(e.chat_id, e.retry_after, e.scope) for e in refused] == [(chat.id, 1, "group")]
+
+
+async def test_send_message_private_and_overall_limits(stub: TelegramStub, bot: Bot) -> None:
+    stub.enable_rate_limits(RateLimits(group=None, private=Limit(1, 1.0), overall=Limit(3, 1.0)))
+    users = [stub.user(f"U{number}") for number in range(4)]
+    chats = [stub.private_chat(user) for user in users]
+
+    await bot.send_message(chats[0].id, "1")
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(chats[0].id, "2")
+    await bot.send_message(chats[1].id, "3")
+    await bot.send_message(chats[2].id, "4")
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(chats[3].id, "5")
+
+    assert [event.scope for event in stub.rate_log if not event.accepted] == [
+        "private",
+        "overall",
+    ]
+
+
+async def test_early_retries_lists_calls_ignoring_retry_after(
+    stub: TelegramStub, bot: Bot
+) -> None:
+    stub.enable_rate_limits(RateLimits(group=Limit(1, 1.0), overall=None))
+    chat = stub.group()
+    await bot.send_message(chat.id, "1")
+
+    for _ in range(2):
+        with pytest.raises(TelegramRetryAfter):
+            await bot.send_message(chat.id, "impatient")
+
+    assert len(stub.early_retries()) == 1
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+async def test_send_message_bad_gateway_server_error(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    fault = stub.fail_next(2, FaultKind.BAD_GATEWAY, methods={"sendMessage"})
+
+    for _ in range(2):
+        with pytest.raises(TelegramServerError, match="Bad Gateway"):
+            await bot.send_message(chat.id, "hi")
+    await bot.get_me()
+    await bot.send_message(chat.id, "hi")
+
+    assert fault.hits == 2
+    assert [call.status for call in stub.calls("sendMessage")] == [502, 502, 200]
+
+
+async def test_send_message_faults_for_a_duration(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    stub.inject_fault(FaultKind.INTERNAL_ERROR, duration=0.2)
+
+    with pytest.raises(TelegramServerError, match="Internal Server Error"):
+        await bot.send_message(chat.id, "hi")
+    await stub.wait_for(lambda: stub.now() > 0.25, timeout=1)  # the stub's own clock
+    await bot.send_message(chat.id, "hi")
+
+
+async def test_send_message_dropped_connection_network_error(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    stub.fail_next(1, FaultKind.DISCONNECT)
+
+    with pytest.raises(TelegramNetworkError):
+        await bot.send_message(chat.id, "hi")
+    await bot.send_message(chat.id, "hi again")
+
+    assert [m.text for m in stub.sent_messages(chat)] == ["hi again"]
+
+
+async def test_send_message_migrated_group_migrate_to_chat(stub: TelegramStub, bot: Bot) -> None:
+    group = stub.group()
+    supergroup = stub.migrate_to_supergroup(group)
+
+    with pytest.raises(TelegramMigrateToChat) as raised:
+        await bot.send_message(group.id, "hi")
+    await bot.send_message(raised.value.migrate_to_chat_id, "hi")
+
+    assert raised.value.migrate_to_chat_id == supergroup.id
+    assert supergroup.id < -1_000_000_000_000
+    assert [m.text for m in stub.sent_messages(supergroup)] == ["hi"]
+
+
+async def test_send_message_kicked_or_forgotten_chat_refused(stub: TelegramStub, bot: Bot) -> None:
+    group, private = stub.supergroup(), stub.private_chat(stub.user())
+    stub.kick_bot(group)
+    stub.kick_bot(private)
+
+    with pytest.raises(TelegramForbiddenError, match="bot was kicked from the supergroup chat"):
+        await bot.send_message(group.id, "hi")
+    with pytest.raises(TelegramForbiddenError, match="bot was blocked by the user"):
+        await bot.send_message(private.id, "hi")
+
+    other = stub.group()
+    stub.inject_fault(FaultKind.CHAT_NOT_FOUND, chat_id=other.id, times=1)
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.send_message(other.id, "hi")
+    stub.forget_chat(other)
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.send_message(other.id, "hi")
+
+
+async def test_inject_fault_method_filter_spares_other_methods(
+    stub: TelegramStub, bot: Bot
+) -> None:
+    fault = stub.inject_fault(FaultKind.BAD_GATEWAY, methods={"getupdates"})
+
+    for _ in range(3):
+        with pytest.raises(TelegramServerError):
+            await bot(GetUpdates())
+    await bot.get_me()
+    fault.cancel()
+
+    assert await bot.get_updates() == []
+    assert fault.hits == 3
+
+
+# -- the real Dispatcher polling the stub ----------------------------------------------------
+
+
+async def test_polling_replies_to_user_message(stub: TelegramStub, polling: Dispatcher) -> None:
+    chat, alice = stub.supergroup(forum=True), stub.user("Alice", language_code="ru")
+    topic = stub.create_topic(chat, "Payments")
+
+    message = await stub.send_user_message(chat, alice, "a < b & c", message_thread_id=topic)
+    reply = await stub.wait_for_message(chat, reply_to=message)
+
+    assert reply.text == "echo: a < b & c"
+    assert reply.message_thread_id == topic
+    assert stub.chat_transcript(chat) == (
+        f"#2 Alice (topic {topic}): a < b & c\n"
+        f"#3 Incident Bot (reply to #2, topic {topic}): echo: a < b & c"
+    )
+
+
+async def test_polling_confirms_processed_updates(stub: TelegramStub, polling: Dispatcher) -> None:
+    chat, alice = stub.group(), stub.user()
+    message = await stub.send_user_message(chat, alice, "first")
+    update_id = stub.pending_updates[-1]["update_id"]
+
+    await stub.wait_for_message(chat, reply_to=message)
+    confirmed_at = await stub.wait_confirmed(update_id)
+
+    assert stub.offset == update_id + 1
+    assert confirmed_at <= stub.now()
+
+
+async def test_polling_answers_button_press(
+    stub: TelegramStub, polling: Dispatcher, bot: Bot
+) -> None:
+    chat, alice = stub.group(), stub.user()
+    card = await bot.send_message(chat.id, "card", reply_markup=keyboard(("Alert", "alert")))
+
+    query_id = await stub.press_button(chat, alice, card.message_id, text="Alert")
+    answer = await stub.wait_for_answer(query_id)
+
+    assert (answer.text, answer.show_alert) == ("got alert", True)
+
+
+async def test_polling_edited_message_delivered(stub: TelegramStub, polling: Dispatcher) -> None:
+    chat, alice = stub.group(), stub.user()
+    message = await stub.send_user_message(chat, alice, "typo")
+    await stub.wait_for_message(chat, reply_to=message)
+
+    edited = await stub.edit_user_message(chat, message, "fixed")
+    reply = await stub.wait_for_message(chat, contains="edited: fixed")
+
+    assert edited.edit_date is not None
+    assert reply.reply_to_message_id == message.message_id
+    assert stub.message(chat, message.message_id).edited
+    assert "#1 Alice (edited): fixed" in stub.chat_transcript(chat)
+
+
+# -- waiting ---------------------------------------------------------------------------------
+
+
+async def test_wait_for_timeout_lists_recent_calls(stub: TelegramStub, bot: Bot) -> None:
+    await bot.get_me()
+
+    with pytest.raises(TimeoutError, match=r"(?s)a miracle.*getMe -> ok"):
+        await stub.wait_for(lambda: False, timeout=0.05, what="a miracle")
+
+
+def test_parse_html_offsets_in_utf16_units() -> None:
+    parsed = parse_html("😀 <b>жир</b>")
+
+    assert parsed.text == "😀 жир"
+    assert parsed.entities == [{"offset": 3, "length": 3, "type": "bold"}]

@@ -14,13 +14,20 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import actions
 from bot.callbacks import ListPage, StatusButton
-from bot.cards import LIST_PAGE_SIZE, render_card, render_list_page, status_label
+from bot.cards import LIST_PAGE_SIZE, render_card, render_list_page, shorten, status_label
 from storage.store import (
     IncidentNotFoundError,
     IncidentStore,
     StatusChangedMeanwhileError,
     TransitionNotAllowedError,
 )
+
+ANSWER_LIMIT = 200
+"""Telegram's limit for the text of a button press's answer (toast or alert)."""
+
+
+def _answer_text(text: str) -> str:
+    return shorten(text, ANSWER_LIMIT)
 
 
 async def press_status_button(
@@ -41,15 +48,17 @@ async def press_status_button(
             changed_by=callback.from_user.full_name[: actions.NAME_MAX_LENGTH],
         )
     except IncidentNotFoundError:
-        await callback.answer(actions.not_found_text(callback_data.incident), show_alert=True)
+        await callback.answer(
+            _answer_text(actions.not_found_text(callback_data.incident)), show_alert=True
+        )
         return
     except (StatusChangedMeanwhileError, TransitionNotAllowedError) as error:
-        await callback.answer(
+        explanation = (
             actions.changed_meanwhile_text(error)
             if isinstance(error, StatusChangedMeanwhileError)
-            else actions.forbidden_text(error),
-            show_alert=True,
+            else actions.forbidden_text(error)
         )
+        await callback.answer(_answer_text(explanation), show_alert=True)
         if pressed is not None:
             await actions.edit_message(bot, *pressed, render_card(error.incident))
         return
@@ -61,7 +70,9 @@ async def press_status_button(
         answer = _("Incident #{id} is now {status}.")
     else:
         answer = _("Incident #{id} is already {status}.")
-    await callback.answer(answer.format(id=incident.id, status=status_label(incident.status)))
+    await callback.answer(
+        _answer_text(answer.format(id=incident.id, status=status_label(incident.status)))
+    )
 
 
 async def turn_list_page(
@@ -83,8 +94,14 @@ async def turn_list_page(
     await callback.answer()
 
 
+async def answer_unknown_press(callback: CallbackQuery) -> None:
+    """A button this bot does not know (an old version's, say): answered all the same."""
+    await callback.answer(_("This button no longer works."))
+
+
 def create_router() -> Router:
     router = Router(name=__name__)
     router.callback_query.register(press_status_button, StatusButton.filter())
     router.callback_query.register(turn_list_page, ListPage.filter())
+    router.callback_query.register(answer_unknown_press)
     return router

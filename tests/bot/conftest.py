@@ -114,8 +114,17 @@ async def scene(
     allowed_chat_ids: frozenset[int],
 ) -> AsyncIterator[Scene]:
     """The bot running and a supergroup with two people: Alice (en) and Ivan (ru)."""
-    chat = stub.supergroup("On-call", chat_id=-1_001_000_000_001)
+    chat = stub.supergroup("On-call", chat_id=-1_009_000_000_042)
     alice = stub.user("Alice", last_name="Smith")
     ivan = stub.user("Ivan", language_code="ru")
     async with launch_bot(allowed_chat_ids=allowed_chat_ids):
         yield Scene(stub, store, chat, alice, ivan)
+
+
+async def all_handled(stub: TelegramStub) -> None:
+    """Wait until the bot confirmed every update pushed so far.
+
+    The bot handles updates one at a time and confirms each only after handling it, so
+    once nothing is pending, whatever the updates caused has happened.
+    """
+    await stub.wait_for(lambda: not stub.pending_updates, what="every update to be handled")

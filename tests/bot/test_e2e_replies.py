@@ -1,0 +1,100 @@
+"""End to end: status words replying to a card or a report, and `#17 fixed`."""
+# ruff: noqa: RUF001 - Russian text is Russian, not look-alike Latin
+
+from __future__ import annotations
+
+from storage.rules import Status
+from tests.bot.conftest import Scene, all_handled
+from tests.telegram_stub import ChatMessage
+
+
+async def report(scene: Scene) -> tuple[ChatMessage, ChatMessage]:
+    """A report and its card."""
+    message = await scene.stub.send_user_message(
+        scene.chat, scene.alice, "[monitoring] Scooter #42 down"
+    )
+    card = await scene.stub.wait_for_message(scene.chat, reply_to=message)
+    return scene.stub.message(scene.chat, message.message_id), card
+
+
+async def test_reply_to_card_with_status_word_changes_status(scene: Scene) -> None:
+    stub, chat = scene.stub, scene.chat
+    _report, card = await report(scene)
+    bob = stub.user("Bob")
+
+    reply = await stub.send_user_message(chat, bob, "fixed", reply_to=card.message_id)
+    updated = await stub.wait_for_message(chat, reply_to=reply)
+
+    assert (updated.text or "").startswith("🟢 Incident #1 · resolved · monitoring")
+    assert (updated.text or "").endswith("Status set by Bob")
+    assert (await scene.store.get(1)).status == Status.RESOLVED
+    await stub.wait_for(
+        lambda: stub.message(chat, card.message_id).button_texts == ["🛠 In progress", "🔒 Close"]
+    )
+
+
+async def test_reply_to_original_report_in_russian_changes_status(scene: Scene) -> None:
+    stub, chat = scene.stub, scene.chat
+    original, _card = await report(scene)
+
+    reply = await stub.send_user_message(
+        chat, scene.ivan, "В работе", reply_to=original.message_id
+    )
+    updated = await stub.wait_for_message(chat, reply_to=reply)
+
+    assert (updated.text or "").startswith("🟡 Инцидент #1 · в работе · monitoring")
+    assert (await scene.store.get(1)).status == Status.IN_PROGRESS
+
+
+async def test_reply_to_status_reply_card_changes_status(scene: Scene) -> None:
+    stub, chat = scene.stub, scene.chat
+    await report(scene)
+    asked = await stub.send_user_message(chat, scene.alice, "/status 1")
+    shown = await stub.wait_for_message(chat, reply_to=asked)
+
+    reply = await stub.send_user_message(chat, scene.alice, "closed", reply_to=shown.message_id)
+    updated = await stub.wait_for_message(chat, reply_to=reply)
+
+    assert (updated.text or "").startswith("⚪ Incident #1 · closed · monitoring")
+    assert updated.buttons == []
+
+
+async def test_number_and_status_word_changes_status(scene: Scene) -> None:
+    stub, chat = scene.stub, scene.chat
+    await report(scene)
+
+    message = await stub.send_user_message(chat, scene.alice, "#1 in progress")
+    updated = await stub.wait_for_message(chat, reply_to=message)
+
+    assert (updated.text or "").startswith("🟡 Incident #1 · in progress · monitoring")
+    assert (await scene.store.get(1)).status == Status.IN_PROGRESS
+
+
+async def test_number_of_missing_incident_says_not_found(scene: Scene) -> None:
+    message = await scene.stub.send_user_message(scene.chat, scene.alice, "#99 fixed")
+    reply = await scene.stub.wait_for_message(scene.chat, reply_to=message)
+
+    assert reply.text == "Incident #99 not found"
+
+
+async def test_forbidden_change_by_reply_is_explained(scene: Scene) -> None:
+    stub, chat = scene.stub, scene.chat
+    _report, card = await report(scene)
+    await scene.store.change_status(1, Status.CLOSED)
+
+    reply = await stub.send_user_message(chat, scene.alice, "reopen", reply_to=card.message_id)
+    explained = await stub.wait_for_message(chat, reply_to=reply)
+
+    assert explained.text == (
+        "Incident #1 cannot go from closed to open. Allowed from closed: none, it is final."
+    )
+
+
+async def test_status_word_replying_to_plain_message_does_nothing(scene: Scene) -> None:
+    stub, chat = scene.stub, scene.chat
+    chatter = await stub.send_user_message(chat, scene.alice, "is the build broken?")
+
+    await stub.send_user_message(chat, scene.ivan, "fixed", reply_to=chatter)
+    await all_handled(stub)
+
+    assert stub.sent_messages(chat) == []

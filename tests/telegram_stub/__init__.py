@@ -75,6 +75,7 @@ from .entities import (
     MAX_MESSAGE_LENGTH,
     EntityParseError,
     ParsedText,
+    clean_text,
     parse_html,
     strip_text,
     utf16_length,
@@ -90,6 +91,7 @@ from .records import (
     MessageVersion,
     RateEvent,
     RateLimits,
+    WebhookDelivery,
 )
 from .server import ApiError, TelegramStub
 
@@ -109,6 +111,8 @@ __all__ = [
     "RateEvent",
     "RateLimits",
     "TelegramStub",
+    "WebhookDelivery",
+    "clean_text",
     "parse_html",
     "strip_text",
     "utf16_length",

@@ -14,6 +14,7 @@ forgets to escape user text fails in tests rather than by luck in production.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_MESSAGE_LENGTH",
     "EntityParseError",
     "ParsedText",
+    "clean_text",
     "parse_html",
     "strip_text",
     "utf16_length",
@@ -318,6 +320,12 @@ class _Parser:
             entity |= {"type": "custom_emoji", "custom_emoji_id": tag.argument}
         elif tag.name == "a":
             url = tag.argument or self.result[tag.result_position :].decode("utf-8", "replace")
+            mention = re.fullmatch(r"tg://user\?id=([1-9][0-9]{0,15})", url.strip())
+            if mention is not None:
+                user = {"id": int(mention.group(1)), "is_bot": False, "first_name": ""}
+                entity |= {"type": "text_mention", "user": user}
+                self.entities.append(entity)
+                return
             checked = _checked_link(url)
             if checked is None:
                 return
@@ -350,6 +358,35 @@ def _checked_link(url: str) -> str | None:
     if parts.scheme.lower() in {"http", "https", "ftp"} and "." not in parts.netloc:
         return None
     return url if "://" in url or url.startswith("tg:") else f"http://{url}/"
+
+
+def clean_text(parsed: ParsedText) -> ParsedText:
+    """Telegram's input cleaning: "\\r" and U+2028-U+202E are removed, other control
+    characters (a tab too) become spaces; entity offsets follow."""
+    characters: list[str] = []
+    # new_offsets[i]: the UTF-16 offset in the cleaned text of old UTF-16 offset i
+    new_offsets: list[int] = [0]
+    position = 0
+    for character in parsed.text:
+        units = 2 if ord(character) > 0xFFFF else 1
+        if character == "\r" or "\u2028" <= character <= "\u202e":
+            new_offsets.extend([position] * units)
+            continue
+        if ord(character) < 32 and character != "\n":
+            character = " "
+        characters.append(character)
+        for _ in range(units):
+            position += 1
+            new_offsets.append(position)
+    if len(characters) == len(parsed.text):
+        return ParsedText("".join(characters), parsed.entities)
+    entities: list[dict[str, Any]] = []
+    for entity in parsed.entities:
+        start = new_offsets[entity["offset"]]
+        end = new_offsets[entity["offset"] + entity["length"]]
+        if end > start:
+            entities.append(entity | {"offset": start, "length": end - start})
+    return ParsedText("".join(characters), entities)
 
 
 def strip_text(parsed: ParsedText) -> ParsedText:

@@ -17,6 +17,7 @@ __all__ = [
     "MessageVersion",
     "RateEvent",
     "RateLimits",
+    "WebhookDelivery",
 ]
 
 JsonDict = dict[str, Any]
@@ -127,6 +128,8 @@ class CallRecord:
     response: JsonDict = field(default_factory=dict)
     chat_id: int | None = None
     fault: str | None = None
+    via: str = "http"
+    """"http" for a request, "webhook" for a method returned in a webhook answer."""
 
     @property
     def ok(self) -> bool:
@@ -254,3 +257,18 @@ class Fault:
     @property
     def active(self) -> bool:
         return not self.cancelled and (self.remaining is None or self.remaining > 0)
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One attempt to deliver an update to the bot's webhook."""
+
+    update_id: int
+    url: str
+    at: float
+    status: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300

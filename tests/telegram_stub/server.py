@@ -12,9 +12,12 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiogram.types import Chat, Message, User
 from aiohttp import web
 
@@ -22,6 +25,7 @@ from .entities import (
     MAX_MESSAGE_LENGTH,
     EntityParseError,
     ParsedText,
+    clean_text,
     parse_html,
     strip_text,
     utf16_length,
@@ -36,6 +40,7 @@ from .records import (
     MessageVersion,
     RateEvent,
     RateLimits,
+    WebhookDelivery,
 )
 
 __all__ = ["ApiError", "TelegramStub"]
@@ -103,6 +108,19 @@ _BUTTON_ACTIONS = (
     "copy_text",
     "callback_game",
     "pay",
+)
+# Parameters whose form values are JSON-serialized objects or arrays.
+_JSON_FIELDS = frozenset(
+    {
+        "reply_markup",
+        "reply_parameters",
+        "link_preview_options",
+        "entities",
+        "caption_entities",
+        "allowed_updates",
+        "commands",
+        "scope",
+    }
 )
 _COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
 _SECRET_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -179,7 +197,7 @@ class _Params:
         """The parameters with JSON-encoded values decoded, for tests to inspect."""
         decoded: JsonDict = {}
         for name, value in self.values.items():
-            if isinstance(value, str) and value[:1] in ("{", "["):
+            if isinstance(value, str) and name in _JSON_FIELDS:
                 try:
                     decoded[name] = json.loads(value)
                     continue
@@ -214,10 +232,13 @@ class _ChatState:
 
 
 class _CallbackQuery:
-    def __init__(self, query_id: str, chat_id: int | None, message_id: int | None) -> None:
+    def __init__(
+        self, query_id: str, chat_id: int | None, message_id: int | None, pressed_at: float
+    ) -> None:
         self.id = query_id
         self.chat_id = chat_id
         self.message_id = message_id
+        self.pressed_at = pressed_at
         self.answer: CallbackAnswer | None = None
 
 
@@ -251,6 +272,9 @@ class TelegramStub:
         rate_limits: RateLimits | None = None,
         strict_ampersand: bool = True,
         first_update_id: int = 100_001,
+        callback_query_ttl: float | None = None,
+        webhook_retry_delay: float = 0.2,
+        webhook_timeout: float = 5.0,
     ) -> None:
         self.token = token or f"123456:TEST{secrets.token_urlsafe(24).replace('-', 'x')}"
         bot_id = int(self.token.split(":", 1)[0])
@@ -267,6 +291,10 @@ class TelegramStub:
         }
         self.rate_limits = rate_limits
         self.strict_ampersand = strict_ampersand
+        self.callback_query_ttl = callback_query_ttl
+        """Seconds after a press within which it can be answered (None: no expiry)."""
+        self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_timeout = webhook_timeout
 
         self._chats: dict[int, _ChatState] = {}
         self._users: dict[int, JsonDict] = {}
@@ -287,6 +315,9 @@ class TelegramStub:
         self._waiting_polls = 0
 
         self._webhook: JsonDict = {}
+        self._webhook_task: asyncio.Task[None] | None = None
+        self._webhook_deliveries: list[WebhookDelivery] = []
+        self._webhook_error: tuple[int, str] | None = None
         self._commands: dict[tuple[str, str], list[JsonDict]] = {}
         self._queries: dict[str, _CallbackQuery] = {}
         self._answers: list[CallbackAnswer] = []
@@ -326,7 +357,7 @@ class TelegramStub:
 
     async def start(self) -> Self:
         """Serve on 127.0.0.1 on an ephemeral port."""
-        app = web.Application()
+        app = web.Application(client_max_size=50 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(
@@ -346,6 +377,11 @@ class TelegramStub:
         """Answer pending long polls and shut the server down."""
         self._closing = True
         self._notify()
+        if self._webhook_task is not None:
+            self._webhook_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._webhook_task
+            self._webhook_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -623,7 +659,7 @@ class TelegramStub:
                 f"its buttons: {[(b.text, b.callback_data) for r in record.buttons for b in r]}"
             )
         query_id = str(next(self._query_ids) * 1_000_003 + secrets.randbelow(1000))
-        self._queries[query_id] = _CallbackQuery(query_id, state.id, number)
+        self._queries[query_id] = _CallbackQuery(query_id, state.id, number, self.now())
         self.push_update(
             {
                 "callback_query": {
@@ -782,6 +818,8 @@ class TelegramStub:
             if notes:
                 head += f" ({', '.join(notes)})"
             body = record.text if record.text is not None else _describe_service(record.data)
+            if record.is_caption:
+                body = f"{_describe_service(record.data)} {body}"
             text_lines = body.split("\n")
             lines.append(f"{head}: {text_lines[0]}")
             lines.extend(f"    {line}" for line in text_lines[1:])
@@ -832,6 +870,11 @@ class TelegramStub:
     def webhook(self) -> JsonDict:
         """The last setWebhook's parameters ({} when no webhook is set)."""
         return dict(self._webhook)
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every attempt to POST an update to the webhook, in order."""
+        return list(self._webhook_deliveries)
 
     def commands(
         self, *, scope: JsonDict | None = None, language_code: str = ""
@@ -1037,19 +1080,36 @@ class TelegramStub:
         return _Params(values)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        token = request.match_info["token"]
-        requested = request.match_info["method"]
         params = await self._read_params(request)
+        record = await self._call(
+            request.match_info["method"], params, token=request.match_info["token"]
+        )
+        if record.fault == FaultKind.DISCONNECT.value:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        return web.Response(
+            text=json.dumps(record.response, ensure_ascii=False),
+            status=record.status,
+            content_type="application/json",
+        )
+
+    async def _call(
+        self, requested: str, params: _Params, *, token: str, via: str = "http"
+    ) -> CallRecord:
+        """Run one Bot API call through faults, limits and the method; record it."""
         name, handler = self._methods.get(requested.lower(), (requested, None))
         record = CallRecord(
-            seq=next(self._call_seq), method=name, params=params.recorded(), at=self.now()
+            seq=next(self._call_seq),
+            method=name,
+            params=params.recorded(),
+            at=self.now(),
+            via=via,
         )
         try:
             record.chat_id = _int_or_none(params.values.get("chat_id"))
         except ValueError:
             record.chat_id = None
-
-        disconnect = False
         try:
             if token != self.token:
                 raise ApiError(401, "Unauthorized")
@@ -1061,8 +1121,7 @@ class TelegramStub:
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.kind is FaultKind.DISCONNECT:
-                    disconnect = True
-                    raise ApiError(0, "connection dropped")
+                    raise ApiError(0, "connection dropped (fault injected)")
                 if fault.kind is not FaultKind.SLOW:
                     raise self._fault_error(fault, record.chat_id)
             counted = self._check_rate(name, record.chat_id)
@@ -1077,15 +1136,7 @@ class TelegramStub:
         record.response = payload
         self._calls.append(record)
         self._notify()
-        if disconnect:
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=500)
-        return web.Response(
-            text=json.dumps(payload, ensure_ascii=False),
-            status=status,
-            content_type="application/json",
-        )
+        return record
 
     def _take_fault(self, method: str, chat_id: int | None) -> Fault | None:
         now = self.now()
@@ -1248,7 +1299,7 @@ class TelegramStub:
             parsed = ParsedText(raw)
         else:
             raise _bad_request("unsupported parse_mode")
-        parsed = strip_text(parsed)
+        parsed = strip_text(clean_text(parsed))
         if not parsed.text:
             raise _bad_request("message text is empty")
         if utf16_length(parsed.text) > MAX_MESSAGE_LENGTH:
@@ -1550,7 +1601,11 @@ class TelegramStub:
         url = params.get_str("url") or ""
         if not url:
             self._webhook = {}
+            self._notify()
             return True
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname == HOST):
+            raise _bad_request("bad webhook: An HTTPS URL must be provided for webhook")
         secret = params.get_str("secret_token")
         if secret is not None and not _SECRET_TOKEN_RE.fullmatch(secret):
             raise _bad_request("secret token contains unallowed characters")
@@ -1560,14 +1615,84 @@ class TelegramStub:
         if isinstance(allowed, list):
             self._allowed_updates = frozenset(allowed) if allowed else DEFAULT_UPDATE_TYPES
         self._webhook = params.recorded()
+        self._webhook_error = None
         self._poll_generation += 1
         self._notify()
+        if self._webhook_task is None or self._webhook_task.done():
+            self._webhook_task = asyncio.create_task(self._deliver_webhooks())
         return True
 
     async def _delete_webhook(self, params: _Params) -> bool:
         if params.get_bool("drop_pending_updates"):
             self._drop_pending("dropped by deleteWebhook(drop_pending_updates)")
         self._webhook = {}
+        self._notify()
+        return True
+
+    async def _deliver_webhooks(self) -> None:
+        """POST queued updates to the webhook one at a time, in order, until it is deleted.
+
+        Only http(s)://127.0.0.1 URLs are called; an update counts as confirmed once the
+        bot answers 2xx, and a method in the answer's JSON body is executed, as Telegram
+        does. A failed delivery is recorded and retried after `webhook_retry_delay`.
+        """
+        async with aiohttp.ClientSession() as http:
+            while not self._closing and self._webhook.get("url"):
+                changed = self._changed
+                if not self._queue:
+                    await changed.wait()
+                    continue
+                url = str(self._webhook["url"])
+                if urlsplit(url).hostname != HOST:
+                    self._webhook_error = (
+                        int(time.time()),
+                        "the stand-in delivers webhooks to 127.0.0.1 only",
+                    )
+                    await changed.wait()
+                    continue
+                update = self._queue[0]
+                if await self._deliver_one(http, url, update):
+                    continue
+                await asyncio.sleep(self.webhook_retry_delay)
+
+    async def _deliver_one(self, http: aiohttp.ClientSession, url: str, update: JsonDict) -> bool:
+        headers = {}
+        secret = self._webhook.get("secret_token")
+        if secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = str(secret)
+        status: int | None = None
+        body: Any = None
+        error: str | None = None
+        try:
+            async with http.post(
+                url,
+                json=update,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.webhook_timeout),
+            ) as response:
+                status = response.status
+                if 200 <= status < 300:
+                    with suppress(ValueError, aiohttp.ContentTypeError):
+                        body = await response.json()
+                else:
+                    error = f"Wrong response from the webhook: {status} {response.reason}"
+        except (aiohttp.ClientError, TimeoutError) as failure:
+            error = f"Connection failed: {type(failure).__name__}: {failure}"
+        self._webhook_deliveries.append(
+            WebhookDelivery(update["update_id"], url, self.now(), status, error)
+        )
+        if error is not None:
+            self._webhook_error = (int(time.time()), error)
+            self._notify()
+            return False
+        if self._queue and self._queue[0] is update:
+            self._queue.pop(0)
+        self._confirmed_at[update["update_id"]] = self.now()
+        self._notify()
+        if isinstance(body, dict) and isinstance(body.get("method"), str):
+            method = body["method"]
+            rest = {key: value for key, value in body.items() if key != "method"}
+            await self._call(method, _Params(rest), token=self.token, via="webhook")
         return True
 
     def _drop_pending(self, why: str) -> None:
@@ -1580,6 +1705,8 @@ class TelegramStub:
             "has_custom_certificate": False,
             "pending_update_count": len(self._queue),
         }
+        if self._webhook_error is not None:
+            info["last_error_date"], info["last_error_message"] = self._webhook_error
         if self._webhook.get("url"):
             info["max_connections"] = int(self._webhook.get("max_connections", 40))
             if "allowed_updates" in self._webhook:
@@ -1628,6 +1755,11 @@ class TelegramStub:
         query_id = params.get_str("callback_query_id") or ""
         query = self._queries.get(query_id)
         if query is None or query.answer is not None:
+            raise ApiError(400, QUERY_INVALID)
+        if (
+            self.callback_query_ttl is not None
+            and self.now() - query.pressed_at > self.callback_query_ttl
+        ):
             raise ApiError(400, QUERY_INVALID)
         text = params.get_str("text")
         if text is not None and len(text) > 200:

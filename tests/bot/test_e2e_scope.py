@@ -26,17 +26,25 @@ async def test_served_chat_is_served(scene: Scene) -> None:
     await scene.stub.wait_for_message(scene.chat, reply_to=report)
 
 
-async def test_other_group_is_ignored_entirely(scene: Scene) -> None:
+async def test_other_group_is_ignored_entirely_and_logged_once(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
     stub = scene.stub
     other = stub.supergroup("Someone else's")
 
-    for text in ("[monitoring] down", "/list", "/help", "#1 fixed"):
-        await stub.send_user_message(other, scene.alice, text)
-    await stub.post_channel(stub.channel(), "[monitoring] from a foreign channel")
-    await all_handled(stub)
+    with caplog.at_level(logging.INFO, logger="bot.handlers.unserved"):
+        for text in ("[monitoring] down", "/list", "/help", "#1 fixed"):
+            await stub.send_user_message(other, scene.alice, text)
+        await stub.post_channel(stub.channel(), "[monitoring] from a foreign channel")
+        await all_handled(stub)
 
     assert stub.sent_messages() == []
     assert (await scene.store.list()).total == 0
+    ignored = [r.getMessage() for r in caplog.records if r.name == "bot.handlers.unserved"]
+    assert len(ignored) == 2
+    assert ignored[0] == (
+        f'Ignoring chat {other.id} (supergroup, "Someone else\'s"): it is not in ALLOWED_CHAT_IDS'
+    )
 
 
 async def test_private_chat_outside_list_gets_one_short_reply(scene: Scene) -> None:

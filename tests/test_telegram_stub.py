@@ -33,6 +33,7 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
+    MessageEntity,
     ReplyParameters,
 )
 from aiogram.utils.text_decorations import html_decoration as html
@@ -450,6 +451,63 @@ async def test_send_message_reply_to_missing_message_bad_request(
         await bot.send_message(chat.id, "hi", reply_parameters=ReplyParameters(message_id=99))
 
 
+async def test_send_message_inline_buttons_validated(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+
+    with pytest.raises(TelegramBadRequest, match="Text buttons are unallowed"):
+        await bot.send_message(
+            chat.id,
+            "x",
+            reply_markup=InlineKeyboardMarkup(
+                inline_keyboard=[[InlineKeyboardButton(text="plain")]]
+            ),
+        )
+    with pytest.raises(TelegramBadRequest, match="BUTTON_URL_INVALID"):
+        await bot.send_message(
+            chat.id,
+            "x",
+            reply_markup=InlineKeyboardMarkup(
+                inline_keyboard=[[InlineKeyboardButton(text="link", url="not a url")]]
+            ),
+        )
+
+
+async def test_send_message_legacy_reply_fields_honoured(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    report = await stub.send_user_message(chat, alice, "report")
+
+    reply = await bot.send_message(chat.id, "ok", reply_to_message_id=report.message_id)
+    orphan = await bot.send_message(
+        chat.id,
+        "still sent",
+        reply_parameters=ReplyParameters(message_id=999, allow_sending_without_reply=True),
+    )
+
+    assert reply.reply_to_message is not None
+    assert reply.reply_to_message.message_id == report.message_id
+    assert orphan.reply_to_message is None
+
+
+async def test_send_message_unknown_forum_topic_bad_request(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.supergroup(forum=True)
+
+    with pytest.raises(TelegramBadRequest, match="message thread not found"):
+        await bot.send_message(chat.id, "hi", message_thread_id=77)
+
+
+async def test_send_message_explicit_entities_used(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+
+    await bot.send_message(
+        chat.id, "<not markup>", entities=[MessageEntity(type="bold", offset=1, length=3)]
+    )
+
+    record = stub.sent_messages(chat)[0]
+    assert record.text == "<not markup>"
+    assert record.entities == [{"type": "bold", "offset": 1, "length": 3}]
+    assert record.parse_mode is None
+
+
 # -- editing, deleting, buttons ------------------------------------------------------------------
 
 
@@ -478,6 +536,22 @@ async def test_edit_message_text_unknown_message_bad_request(stub: TelegramStub,
 
     with pytest.raises(TelegramBadRequest, match="Bad Request: message to edit not found"):
         await bot.edit_message_text("x", chat_id=chat.id, message_id=404)
+
+
+async def test_edit_message_text_user_message_refused(stub: TelegramStub, bot: Bot) -> None:
+    chat, alice = stub.group(), stub.user()
+    message = await stub.send_user_message(chat, alice, "mine")
+
+    with pytest.raises(TelegramBadRequest, match="Bad Request: message can't be edited"):
+        await bot.edit_message_text("yours", chat_id=chat.id, message_id=message.message_id)
+
+
+async def test_edit_message_text_too_long_bad_request(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    sent = await bot.send_message(chat.id, "short")
+
+    with pytest.raises(TelegramBadRequest, match="Bad Request: MESSAGE_TOO_LONG"):
+        await bot.edit_message_text("x" * 4097, chat_id=chat.id, message_id=sent.message_id)
 
 
 async def test_edit_message_reply_markup_identical_not_modified(
@@ -669,6 +743,35 @@ async def test_send_message_migrated_group_migrate_to_chat(stub: TelegramStub, b
     assert raised.value.migrate_to_chat_id == supergroup.id
     assert supergroup.id < -1_000_000_000_000
     assert [m.text for m in stub.sent_messages(supergroup)] == ["hi"]
+
+
+async def test_inject_fault_rate_limit_migration_and_delay(stub: TelegramStub, bot: Bot) -> None:
+    chat = stub.group()
+    stub.inject_fault(FaultKind.TOO_MANY_REQUESTS, times=1, retry_after=7)
+    stub.inject_fault(FaultKind.MIGRATED, times=1, migrate_to_chat_id=-1001234567890)
+    stub.inject_fault(FaultKind.SLOW, times=1, delay=0.1)
+
+    with pytest.raises(TelegramRetryAfter) as too_many:
+        await bot.send_message(chat.id, "1")
+    with pytest.raises(TelegramMigrateToChat) as migrated:
+        await bot.send_message(chat.id, "2")
+    await bot.send_message(chat.id, "3")
+
+    assert too_many.value.retry_after == 7
+    assert migrated.value.migrate_to_chat_id == -1001234567890
+    slow = stub.calls("sendMessage")[-1]
+    assert slow.ok and slow.fault == "slow" and slow.finished_at - slow.at >= 0.1
+
+
+async def test_migrate_to_supergroup_announces_service_messages(stub: TelegramStub) -> None:
+    group = stub.group()
+
+    supergroup = stub.migrate_to_supergroup(group)
+
+    old, new = (update["message"] for update in stub.pending_updates)
+    assert old["migrate_to_chat_id"] == supergroup.id
+    assert new["migrate_from_chat_id"] == group.id
+    assert new["chat"]["id"] == supergroup.id
 
 
 async def test_send_message_kicked_or_forgotten_chat_refused(stub: TelegramStub, bot: Bot) -> None:

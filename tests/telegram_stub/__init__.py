@@ -9,6 +9,8 @@ connections, "chat not found", a kicked bot, group-to-supergroup migration).
 
 Usage::
 
+    import asyncio
+
     from aiogram import Bot, Dispatcher
     from aiogram.client.default import DefaultBotProperties
     from aiogram.client.session.aiohttp import AiohttpSession
@@ -62,13 +64,23 @@ message_thread_id=, photo=True, document="x.txt", caption=)`, `edit_user_message
 
 Limits and faults: `stub.enable_rate_limits(RateLimits(group=Limit(5, 1.0)))` then
 `stub.rate_log`, `stub.max_in_window(1.0, chat_id=...)`, `stub.early_retries()`;
-`stub.inject_fault(FaultKind.BAD_GATEWAY, times=3 | duration=0.5, methods={"sendMessage"})`,
-`stub.kick_bot(chat)`, `stub.forget_chat(chat)`, `stub.migrate_to_supergroup(group)`.
+`stub.inject_fault(FaultKind.BAD_GATEWAY, times=3 | duration=0.5, methods={"sendMessage"})`
+(also INTERNAL_ERROR, DISCONNECT, CHAT_NOT_FOUND, BOT_KICKED, TOO_MANY_REQUESTS, MIGRATED,
+SLOW with `delay=`), `stub.kick_bot(chat)`, `stub.forget_chat(chat)`,
+`stub.migrate_to_supergroup(group)`; `TelegramStub(callback_query_ttl=...)` expires presses.
 
-By default a `&` that does not start an HTML entity is refused (stricter than Telegram,
-which keeps it literally; the Bot API docs require escaping it): pass
-`TelegramStub(strict_ampersand=False)` for Telegram's exact behaviour. Markdown parse modes
-are accepted but not parsed (the visible text is the raw text).
+Webhooks: after `setWebhook` with an `http://127.0.0.1:<port>/...` URL the stub POSTs each
+update there in order, with `X-Telegram-Bot-Api-Secret-Token`, until the bot answers 2xx
+(a method in the answer's JSON body is executed, as Telegram does); failures show in
+`getWebhookInfo.last_error_message` and `stub.webhook_deliveries`, and are retried.
+getUpdates answers 409 while a webhook is set, and to an older poll when a newer one
+arrives ("terminated by other getUpdates request"), as Telegram does.
+
+Deliberate differences from Telegram: a `&` that does not start an HTML entity is refused
+(Telegram keeps it literally, though the Bot API docs require escaping it) — pass
+`TelegramStub(strict_ampersand=False)` for Telegram's behaviour; Markdown parse modes are
+accepted but not parsed (the visible text is the raw text); only the methods listed in
+`TelegramStub` exist (others answer 404 "Not Found", as unknown methods do on Telegram).
 """
 
 from .entities import (

@@ -973,8 +973,8 @@ class TelegramStub:
     ) -> ChatMessage:
         """Wait for the first bot message in the chat matching all the conditions given.
 
-        `after`: its message_id is greater; `contains`: in the visible text; `reply_to`:
-        it replies to that message.
+        `after`: its message_id is greater; `contains`: in its visible text as it is now
+        (so an edited card matches its new text); `reply_to`: it replies to that message.
         """
         chat_id = _chat_id(chat)
         after_id = None if after is None else _message_id(after)
@@ -1561,7 +1561,6 @@ class TelegramStub:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            changed = self._changed
             if generation != self._poll_generation:
                 raise ApiError(
                     409,
@@ -1574,6 +1573,7 @@ class TelegramStub:
                 return batch
             self._waiting_polls += 1
             self._notify()
+            changed = self._changed  # after our own notification, or it wakes us at once
             try:
                 await asyncio.wait_for(changed.wait(), remaining)
             except TimeoutError:

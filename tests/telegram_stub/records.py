@@ -254,10 +254,6 @@ class Fault:
             return False
         return self.chat_id is None or self.chat_id == chat_id
 
-    @property
-    def active(self) -> bool:
-        return not self.cancelled and (self.remaining is None or self.remaining > 0)
-
 
 @dataclass(frozen=True)
 class WebhookDelivery:

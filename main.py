@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.app import create_app
-from bot.runner import BotStartError, run_bot
+from bot.errors import BotStartError
 from settings import Settings, describe_error
 from storage.database import create_engine, create_session_factory, migrate
 from storage.store import IncidentStore
@@ -61,6 +61,9 @@ async def serve(settings: Settings) -> None:
         for handled in (signal.SIGINT, signal.SIGTERM):
             signal.signal(handled, _ignore_signal)
         if settings.bot_enabled:
+            # Imported only when needed: aiogram takes seconds to import.
+            from bot.runner import run_bot
+
             async with run_bot(settings, store):
                 await server.serve()
         else:

@@ -16,6 +16,7 @@ from aiogram.exceptions import (
 )
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
+from bot.errors import BotStartError
 from bot.factory import create_bot, create_dispatcher
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
@@ -31,10 +32,6 @@ MENU_LANGUAGES: tuple[tuple[str, str | None], ...] = (("en", None), ("ru", "ru")
 RETRY_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
 
 _TRANSIENT_ERRORS = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
-
-
-class BotStartError(RuntimeError):
-    """The bot cannot run at all: Telegram rejected the token."""
 
 
 @asynccontextmanager

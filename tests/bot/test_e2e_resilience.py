@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.runner import BotStartError
+from bot.errors import BotStartError
 from storage.store import IncidentStore
 from tests.bot.conftest import BotLauncher, Scene
 from tests.telegram_stub import FaultKind, TelegramStub

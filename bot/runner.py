@@ -65,14 +65,14 @@ async def run_bot(
             name="telegram-polling",
         )
         polling.add_done_callback(_report_end)
-        if introduced:
-            # Until start-up has run, stop_polling() would find nothing to stop.
-            waiter = asyncio.create_task(started.wait())
-            try:
-                await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
         try:
+            if introduced:
+                # Until start-up has run, stop_polling() would find nothing to stop.
+                waiter = asyncio.create_task(started.wait())
+                try:
+                    await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
             yield bot
         finally:
             if started.is_set() and not polling.done():

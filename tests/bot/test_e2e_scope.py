@@ -85,3 +85,15 @@ async def test_empty_allowed_list_serves_all_and_warns(
             await stub.wait_for_message(chat, reply_to=report)
 
     assert "ALLOWED_CHAT_IDS is empty: the bot serves every chat it is added to" in caplog.text
+
+
+async def test_allowed_channel_posts_become_incidents(
+    stub: TelegramStub, launch_bot: BotLauncher
+) -> None:
+    channel = stub.channel("Alerts", chat_id=-1_009_000_000_077)
+
+    async with launch_bot(allowed_chat_ids=frozenset({channel.id})):
+        post = await stub.post_channel(channel, "[monitoring] queue is growing")
+        card = await stub.wait_for_message(channel, reply_to=post)
+
+    assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring\nqueue is growing")

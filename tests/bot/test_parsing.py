@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from aiogram.types import Message
 
+from bot.filters import message_text
 from bot.parsing import (
     MissingDescription,
     Report,
@@ -138,3 +140,21 @@ def test_parse_incident_id_accepts_number_with_or_without_hash(
     text: str, expected: int | None
 ) -> None:
     assert parse_incident_id(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"text": "[monitoring] down"}, "[monitoring] down"),
+        ({"caption": "[operator] photo of the scooter"}, "[operator] photo of the scooter"),
+        ({"text": "", "caption": "ignored"}, ""),
+        ({}, None),
+    ],
+    ids=["text", "caption", "empty-text", "neither"],
+)
+def test_message_text_reads_text_or_caption(fields: dict[str, str], expected: str | None) -> None:
+    message = Message.model_validate(
+        {"message_id": 1, "date": 0, "chat": {"id": -1, "type": "group"}, **fields}
+    )
+
+    assert message_text(message) == expected

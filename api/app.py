@@ -1,0 +1,101 @@
+"""The FastAPI application factory: routers, dependencies and error translation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+
+from api import health, incidents
+from api.dependencies import ApiKeyRequired
+from api.schemas import ErrorOut, TransitionErrorOut
+from storage.rules import InvalidIncidentError
+from storage.store import IncidentNotFoundError, IncidentStore, TransitionNotAllowedError
+
+API_VERSION = "0.1.0"
+
+DESCRIPTION = """\
+Incidents reported by on-call chats, monitoring systems and people, tracked through
+`open → in_progress | resolved | closed`, `in_progress → resolved | closed`,
+`resolved → in_progress | closed`; `closed` is final.
+
+When the service has an `API_KEY`, every `/incidents` route needs it in the
+`X-API-Key` header. `/health` is always open.
+"""
+
+
+def create_app(store: IncidentStore, *, api_key: SecretStr | None) -> FastAPI:
+    """Build the HTTP API over `store`; with `api_key`, /incidents requires X-API-Key."""
+    app = FastAPI(
+        title="incident-bot",
+        description=DESCRIPTION,
+        version=API_VERSION,
+        openapi_tags=[
+            {"name": "incidents", "description": "Report, list and move incidents."},
+            {"name": "health", "description": "Liveness and database readiness."},
+        ],
+    )
+    app.state.store = store
+    app.state.api_key = api_key
+
+    app.exception_handler(RequestValidationError)(_request_invalid)
+    app.exception_handler(IncidentNotFoundError)(_incident_not_found)
+    app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
+    app.exception_handler(InvalidIncidentError)(_invalid_incident)
+
+    app.include_router(health.router)
+    if api_key is None:
+        app.include_router(incidents.router)
+    else:
+        app.include_router(
+            incidents.router,
+            dependencies=[ApiKeyRequired],
+            responses={401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key"}},
+        )
+    return app
+
+
+async def _request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    # FastAPI's own 422, except that the echoed input may hold a lone surrogate ("\ud800"
+    # in the JSON body), which cannot be encoded as UTF-8: it is shown as U+FFFD instead.
+    detail = _without_lone_surrogates(jsonable_encoder(error.errors()))
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_lone_surrogates(item) for key, item in value.items()}
+    return value
+
+
+async def _incident_not_found(request: Request, error: IncidentNotFoundError) -> JSONResponse:
+    return JSONResponse(status_code=404, content=ErrorOut(detail=str(error)).model_dump())
+
+
+async def _transition_not_allowed(
+    request: Request, error: TransitionNotAllowedError
+) -> JSONResponse:
+    body = TransitionErrorOut(
+        detail=str(error),
+        current=error.current,
+        requested=error.requested,
+        allowed=list(error.allowed),
+    )
+    return JSONResponse(status_code=409, content=body.model_dump(mode="json"))
+
+
+async def _invalid_incident(request: Request, error: InvalidIncidentError) -> JSONResponse:
+    # The schemas check the same rules first, so this is a safety net; it answers in the
+    # shape of FastAPI's own validation errors, so clients see one kind of 422.
+    return JSONResponse(
+        status_code=422,
+        content={"detail": [{"type": "value_error", "loc": ["body"], "msg": str(error)}]},
+    )

@@ -1,0 +1,50 @@
+"""What endpoints depend on: the store, and the API-key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
+
+from storage.store import IncidentStore
+
+API_KEY_HEADER = "X-API-Key"
+
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="The key set in the service's API_KEY setting.",
+)
+
+
+async def get_store(request: Request) -> IncidentStore:
+    store: IncidentStore = request.app.state.store
+    return store
+
+
+Store = Annotated[IncidentStore, Depends(get_store)]
+ProvidedApiKey = Annotated[str | None, Security(_api_key_header)]
+
+
+async def require_api_key(request: Request, provided: ProvidedApiKey) -> None:
+    """Refuse the request with 401 unless it carries the configured X-API-Key."""
+    expected: SecretStr | None = request.app.state.api_key
+    if expected is None:
+        return
+    # Compare bytes: header values arrive as latin-1 text, and compare_digest refuses
+    # non-ASCII str. Encoding back to latin-1 gives the exact bytes the client sent.
+    if provided is None or not secrets.compare_digest(
+        provided.encode("latin-1"), expected.get_secret_value().encode("utf-8")
+    ):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=f"Missing or invalid {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+
+
+ApiKeyRequired = Depends(require_api_key)
+"""For a router's `dependencies=[...]`: every route behind it needs the API key."""

@@ -1,0 +1,167 @@
+"""The /incidents resource: create, list, read and move incidents between statuses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
+
+from api.dependencies import Store
+from api.routing import DocstringSummaryRoute
+from api.schemas import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    ErrorOut,
+    IncidentCreate,
+    IncidentOut,
+    Source,
+    StatusUpdate,
+    TransitionErrorOut,
+)
+from storage.rules import Status
+from storage.store import NewIncident
+
+# Who the store records as the author of changes made through this API.
+API_ACTOR = "api"
+MAX_ID = 2**63 - 1
+MAX_PAGE_SIZE = 200
+TOTAL_COUNT_HEADER = "X-Total-Count"
+
+# The largest valid body (4096 characters, each JSON-escaped) fits well within this.
+MAX_BODY_BYTES = 64 * 1024
+
+router = APIRouter(
+    prefix="/incidents",
+    tags=["incidents"],
+    route_class=DocstringSummaryRoute,
+    max_body_size=MAX_BODY_BYTES,
+)
+
+IncidentId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="The incident's id, a positive 64-bit integer.")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        description=(
+            "Makes retries safe: a repeated request with the same key returns the incident"
+            " the first one created (200) instead of creating another."
+        ),
+    ),
+]
+
+_LOCATION = {
+    "Location": {
+        "description": "The incident's URL, /incidents/{id}",
+        "schema": {"type": "string"},
+    }
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such incident"}
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        200: {
+            "model": IncidentOut,
+            "description": "A retry: the incident this Idempotency-Key created before",
+            "headers": _LOCATION,
+        },
+        201: {"description": "Created", "headers": _LOCATION},
+        409: {
+            "model": ErrorOut,
+            "description": "The Idempotency-Key was used before for a different incident",
+        },
+    },
+)
+async def create_incident(
+    payload: IncidentCreate,
+    store: Store,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> IncidentOut:
+    """Report a new incident."""
+    result = await store.create(
+        NewIncident(
+            description=payload.description,
+            source=payload.source,
+            status=payload.status,
+            created_by=API_ACTOR,
+            idempotency_key=idempotency_key,
+        )
+    )
+    incident = result.incident
+    if not result.created:
+        # A retry must be the same request. Its status may differ: the incident may have
+        # moved on since it was created, which does not make this a different incident.
+        if (incident.description, incident.source) != (payload.description, payload.source):
+            raise HTTPException(
+                status_code=409,
+                detail=(
+                    f"Idempotency-Key {idempotency_key!r} was already used to create incident"
+                    f" {incident.id} with a different description or source;"
+                    " use a new key for a new incident"
+                ),
+            )
+        response.status_code = 200
+    response.headers["Location"] = request.app.url_path_for(
+        "get_incident", incident_id=str(incident.id)
+    )
+    return IncidentOut.model_validate(incident)
+
+
+@router.get(
+    "",
+    responses={
+        200: {
+            "headers": {
+                TOTAL_COUNT_HEADER: {
+                    "description": "How many incidents match the filters, on all pages",
+                    "schema": {"type": "integer"},
+                }
+            }
+        }
+    },
+)
+async def list_incidents(
+    store: Store,
+    response: Response,
+    status: Annotated[Status | None, Query(description="Only incidents in this status.")] = None,
+    source: Annotated[Source | None, Query(description="Only incidents from this source.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="How many incidents to skip.")] = 0,
+) -> list[IncidentOut]:
+    """List incidents, newest first, with the total count in X-Total-Count."""
+    page = await store.list(status=status, source=source, limit=limit, offset=offset)
+    response.headers[TOTAL_COUNT_HEADER] = str(page.total)
+    return [IncidentOut.model_validate(incident) for incident in page.items]
+
+
+@router.get("/{incident_id}", responses=_NOT_FOUND)
+async def get_incident(incident_id: IncidentId, store: Store) -> IncidentOut:
+    """Get one incident."""
+    return IncidentOut.model_validate(await store.get(incident_id))
+
+
+@router.patch(
+    "/{incident_id}/status",
+    responses={
+        **_NOT_FOUND,
+        409: {
+            "model": TransitionErrorOut,
+            "description": "The incident's current status does not allow the requested one",
+        },
+    },
+)
+async def change_incident_status(
+    incident_id: IncidentId, change: StatusUpdate, store: Store
+) -> IncidentOut:
+    """Move an incident to another status (its current status is a no-op)."""
+    result = await store.change_status(incident_id, change.status, changed_by=API_ACTOR)
+    return IncidentOut.model_validate(result.incident)

@@ -1,0 +1,105 @@
+"""Request and response bodies: the HTTP API's contract, independent of the ORM.
+
+Validation reuses `storage.rules`, so the API accepts exactly what the store accepts
+and reports it with the same words the bot uses.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from storage.rules import (
+    DEFAULT_SOURCE,
+    DESCRIPTION_MAX_LENGTH,
+    SOURCE_MAX_LENGTH,
+    SOURCE_PATTERN,
+    Status,
+    normalize_description,
+    normalize_source,
+)
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+def _encodable(value: str) -> str:
+    # JSON can carry a lone surrogate ("\ud800"), which no database can store as text.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Text must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+Description = Annotated[
+    str,
+    AfterValidator(_encodable),
+    AfterValidator(normalize_description),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_LENGTH}),
+]
+"""Trimmed, 1-4096 characters after trimming."""
+
+Source = Annotated[
+    str,
+    AfterValidator(_encodable),
+    AfterValidator(normalize_source),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SOURCE_PATTERN,
+            "maxLength": SOURCE_MAX_LENGTH,
+            "examples": ["operator", "monitoring", "zabbix", "склад"],
+        }
+    ),
+]
+"""Trimmed and lower-cased: letters of any script, digits, '_' or '-', 1-32 characters."""
+
+
+class IncidentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: Description = Field(
+        description="What is wrong; trimmed, 1-4096 characters.",
+        examples=["Disk full on db-1"],
+    )
+    source: Source = Field(
+        default=DEFAULT_SOURCE,
+        description="Who reports it; lower-cased letters, digits, '_' or '-', 1-32 characters.",
+    )
+    status: Status = Field(default=Status.OPEN, description="The status to start in.")
+
+
+class StatusUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status = Field(description="The status to move the incident to.")
+
+
+class IncidentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    description: str
+    status: Status
+    source: str
+    created_at: datetime = Field(description="When it was reported (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")
+    created_by: str | None = Field(description="Who reported it: 'api' or a Telegram user.")
+    updated_by: str | None = Field(description="Who last changed its status.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable"]
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(examples=["Incident 7 not found"])
+
+
+class TransitionErrorOut(ErrorOut):
+    current: Status = Field(description="The incident's status now.")
+    requested: Status = Field(description="The status asked for.")
+    allowed: list[Status] = Field(description="The statuses it may move to from `current`.")

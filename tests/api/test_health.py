@@ -1,0 +1,41 @@
+"""GET /health: 200 while the database answers, 503 when it does not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from storage.database import create_engine, create_session_factory
+from storage.store import IncidentStore
+
+
+@pytest.fixture
+async def unreachable_store(tmp_path: Path) -> AsyncIterator[IncidentStore]:
+    # A directory where the database file should be: SQLite cannot open it.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}")
+    yield IncidentStore(create_session_factory(engine))
+    await engine.dispose()
+
+
+async def test_health_returns_ok_when_database_answers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+async def test_health_returns_503_when_database_does_not_answer(
+    unreachable_store: IncidentStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(unreachable_store, api_key=None)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "unavailable"}
+    assert "database does not answer" in caplog.text

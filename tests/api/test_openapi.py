@@ -1,0 +1,96 @@
+"""/openapi.json and /docs describe every route, its summary and its errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from api import health, incidents
+
+EXPECTED_OPERATIONS = {
+    ("/health", "get"): (health.health, {"200", "503"}),
+    ("/incidents", "post"): (incidents.create_incident, {"200", "201", "409", "422"}),
+    ("/incidents", "get"): (incidents.list_incidents, {"200", "422"}),
+    ("/incidents/{incident_id}", "get"): (incidents.get_incident, {"200", "404", "422"}),
+    ("/incidents/{incident_id}/status", "patch"): (
+        incidents.change_incident_status,
+        {"200", "404", "409", "422"},
+    ),
+}
+
+
+@pytest.fixture
+async def document(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_openapi_lists_every_route(document: dict[str, Any]) -> None:
+    operations = {
+        (path, method) for path, methods in document["paths"].items() for method in methods
+    }
+
+    assert operations == set(EXPECTED_OPERATIONS)
+    assert document["info"]["title"] == "incident-bot"
+    assert document["info"]["version"]
+
+
+@pytest.mark.parametrize(("path", "method"), EXPECTED_OPERATIONS)
+async def test_openapi_uses_docstring_as_summary(
+    document: dict[str, Any], path: str, method: str
+) -> None:
+    endpoint, _ = EXPECTED_OPERATIONS[path, method]
+    operation = document["paths"][path][method]
+
+    assert endpoint.__doc__
+    assert operation["summary"] == endpoint.__doc__.strip()
+    assert "\n" not in operation["summary"]
+
+
+@pytest.mark.parametrize(("path", "method"), EXPECTED_OPERATIONS)
+async def test_openapi_documents_error_responses(
+    document: dict[str, Any], path: str, method: str
+) -> None:
+    _, codes = EXPECTED_OPERATIONS[path, method]
+
+    assert set(document["paths"][path][method]["responses"]) == codes
+
+
+async def test_openapi_documents_409_body_of_forbidden_transition(
+    document: dict[str, Any],
+) -> None:
+    responses = document["paths"]["/incidents/{incident_id}/status"]["patch"]["responses"]
+    reference = responses["409"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+
+    assert set(schema["required"]) == {"detail", "current", "requested", "allowed"}
+
+
+async def test_openapi_documents_incident_create_rules(document: dict[str, Any]) -> None:
+    schema = document["components"]["schemas"]["IncidentCreate"]["properties"]
+
+    assert schema["description"]["maxLength"] == 4096
+    assert schema["source"]["default"] == "operator"
+    assert schema["source"]["pattern"] == r"^[\w-]{1,32}$"
+
+
+async def test_openapi_documents_location_and_total_count_headers(
+    document: dict[str, Any],
+) -> None:
+    created = document["paths"]["/incidents"]["post"]["responses"]
+    listed = document["paths"]["/incidents"]["get"]["responses"]
+
+    assert "Location" in created["201"]["headers"]
+    assert "Location" in created["200"]["headers"]
+    assert "X-Total-Count" in listed["200"]["headers"]
+
+
+async def test_docs_serves_swagger_ui(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+
+    assert response.status_code == 200
+    assert "swagger-ui" in response.text

@@ -211,3 +211,20 @@ async def test_russian_user_gets_russian_card(scene: Scene) -> None:
         "🔴 Инцидент #1 · открыт · monitoring\nСамокат #42 не отвечает\n\nСообщил(а): Ivan"
     )
     assert card.button_texts == ["🛠 В работу", "✅ Решено", "🔒 Закрыть"]
+
+
+async def test_edit_of_new_command_updates_description(scene: Scene) -> None:
+    stub, chat = scene.stub, scene.chat
+    command = await stub.send_user_message(chat, scene.alice, "/new Scooter #42 down")
+    card = await stub.wait_for_message(chat, reply_to=command)
+
+    await stub.edit_user_message(chat, command, "/new [partner] Scooter #42 down at the partner")
+    await stub.wait_for(
+        lambda: "at the partner" in (stub.message(chat, card.message_id).text or "")
+    )
+
+    incident = await scene.store.get(1)
+    assert (incident.source, incident.description) == (
+        "operator",
+        "Scooter #42 down at the partner",
+    )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -20,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from storage.rules import DESCRIPTION_MAX_LENGTH, SOURCE_MAX_LENGTH, STATUS_VALUES, Status
+from storage.rules import DESCRIPTION_MAX_LENGTH, SOURCE_MAX_LENGTH, Status
 
 # Stable constraint names, so Alembic migrations can refer to (and drop) them.
 NAMING_CONVENTION = {
@@ -59,6 +61,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _string_enum(enum: type[StrEnum]) -> SAEnum:
+    # Stored as its plain value (no database ENUM type, which SQLite lacks); a named
+    # check constraint (`_values_in`) keeps every database as strict as the code.
+    return SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+def _values_in(column: str, enum: type[StrEnum]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{member.value}'" for member in enum) + ")"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -69,18 +87,7 @@ class Incident(Base):
     # 64-bit everywhere; SQLite wants exactly INTEGER for its auto-incrementing rowid key.
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     description: Mapped[str] = mapped_column(Text)
-    status: Mapped[Status] = mapped_column(
-        # Stored as its plain value (no database ENUM type, which SQLite lacks); the
-        # named check constraint below keeps other databases as strict as the code.
-        SAEnum(
-            Status,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            values_callable=lambda statuses: [status.value for status in statuses],
-        ),
-        default=Status.OPEN,
-    )
+    status: Mapped[Status] = mapped_column(_string_enum(Status), default=Status.OPEN)
     source: Mapped[str] = mapped_column(String(SOURCE_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -98,10 +105,7 @@ class Incident(Base):
 
     __table_args__ = (
         UniqueConstraint("chat_id", "message_id"),
-        CheckConstraint(
-            "status IN (" + ", ".join(f"'{value}'" for value in STATUS_VALUES) + ")",
-            name="status_known",
-        ),
+        CheckConstraint(_values_in("status", Status), name="status_known"),
         CheckConstraint(f"length(source) BETWEEN 1 AND {SOURCE_MAX_LENGTH}", name="source_length"),
         CheckConstraint(
             f"length(description) BETWEEN 1 AND {DESCRIPTION_MAX_LENGTH}",
@@ -116,3 +120,64 @@ class Incident(Base):
 
     def __repr__(self) -> str:
         return f"Incident(id={self.id}, status={self.status!s}, source={self.source!r})"
+
+
+class DeliveryKind(StrEnum):
+    CARD = "card"
+    """Send the incident's card: a reply to its report, or an announcement."""
+    CARD_EDIT = "card_edit"
+    """Edit the incident's existing card to show it as it is now."""
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FOLDED = "folded"
+    """Not sent on its own: a storm summary message covered it."""
+    FAILED = "failed"
+    """Telegram refused it for good (chat gone, bot removed...); recorded, not retried."""
+
+
+class Delivery(Base):
+    """The outbox: what the bot must say, written in the transaction that caused it.
+
+    A background sender delivers the rows; a crash between the change and the send loses
+    neither, and storing an incident never waits on Telegram.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[DeliveryKind] = mapped_column(_string_enum(DeliveryKind))
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The language the card is written in (the reporter's), None for the default.
+    locale: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[DeliveryState] = mapped_column(
+        _string_enum(DeliveryState), default=DeliveryState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_values_in("kind", DeliveryKind), name="kind_known"),
+        CheckConstraint(_values_in("state", DeliveryState), name="state_known"),
+        # The sender's one query: pending rows in order.
+        Index(None, "state", "id"),
+        Index(None, "incident_id"),
+    )
+
+
+class ChatMigration(Base):
+    """A group that Telegram upgraded to a supergroup, under its new id."""
+
+    __tablename__ = "chat_migrations"
+
+    old_chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    new_chat_id: Mapped[int] = mapped_column(BigInteger)
+    migrated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

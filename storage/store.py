@@ -1,11 +1,15 @@
 """The incident store: every operation the bot and the HTTP API perform on incidents.
 
-Each public method is one transaction, committed before it returns. The store imports
-nothing from aiogram or FastAPI; it speaks in `Incident` rows and the errors below.
+Each public method is one transaction, committed before it returns. What the bot must say
+about a change (a new incident's card, an edit of its card) is written to the outbox in
+that same transaction, so no change is ever stored without its message, nor the reverse.
+The store imports nothing from aiogram or FastAPI; it speaks in `Incident` rows and the
+errors below.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Incident, utcnow
+from storage.models import Delivery, DeliveryKind, Incident, utcnow
 from storage.rules import (
     DEFAULT_SOURCE,
     Status,
@@ -67,6 +71,16 @@ class NewIncident:
 
 
 @dataclass(frozen=True, slots=True)
+class CardRequest:
+    """Where the bot should post a new incident's card."""
+
+    chat_id: int
+    reply_to_message_id: int | None = None
+    message_thread_id: int | None = None
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Created:
     incident: Incident
     created: bool
@@ -88,16 +102,28 @@ class IncidentPage:
 
 
 class IncidentStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        on_delivery_queued: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_delivery_queued` is called after a commit that put something in the outbox
+        (the bot's sender uses it to wake up at once instead of at its next poll)."""
         self._sessions = sessions
+        self._on_delivery_queued = on_delivery_queued
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""
         async with self._sessions() as session:
             await session.execute(text("SELECT 1"))
 
-    async def create(self, new: NewIncident) -> Created:
-        """Store a new incident, or return the one this message or key already made."""
+    async def create(self, new: NewIncident, *, card: CardRequest | None = None) -> Created:
+        """Store a new incident, or return the one this message or key already made.
+
+        With `card`, the incident's card is queued for the bot in the same transaction;
+        a duplicate queues nothing (its first delivery already queued the card).
+        """
         incident = Incident(
             description=normalize_description(new.description),
             source=normalize_source(new.source),
@@ -111,6 +137,18 @@ class IncidentStore:
         async with self._sessions() as session:
             session.add(incident)
             try:
+                if card is not None:
+                    await session.flush()  # the incident's id, for the outbox row
+                    session.add(
+                        Delivery(
+                            kind=DeliveryKind.CARD,
+                            incident_id=incident.id,
+                            chat_id=card.chat_id,
+                            reply_to_message_id=card.reply_to_message_id,
+                            message_thread_id=card.message_thread_id,
+                            locale=card.locale,
+                        )
+                    )
                 await session.commit()
             except IntegrityError:
                 # A unique key says it was stored before: a redelivered Telegram message
@@ -120,6 +158,8 @@ class IncidentStore:
                 if existing is None:
                     raise
                 return Created(existing, created=False)
+        if card is not None:
+            self._delivery_queued()
         return Created(incident, created=True)
 
     async def get(self, incident_id: int) -> Incident:
@@ -210,9 +250,15 @@ class IncidentStore:
                     .returning(Incident)
                     .execution_options(synchronize_session=False, populate_existing=True),
                 )
+                if changed is None:
+                    # Lost a race between the read and the UPDATE: judge again.
+                    await session.rollback()
+                    continue
+                edit_queued = self._queue_card_edit(session, changed)
                 await session.commit()
-                if changed is not None:
-                    return StatusChange(changed, previous=current, changed=True)
+                if edit_queued:
+                    self._delivery_queued()
+                return StatusChange(changed, previous=current, changed=True)
 
     async def update_description(
         self, chat_id: int, message_id: int, description: str
@@ -227,8 +273,11 @@ class IncidentStore:
                 .returning(Incident)
                 .execution_options(synchronize_session=False),
             )
+            edit_queued = incident is not None and self._queue_card_edit(session, incident)
             await session.commit()
-            return incident
+        if edit_queued:
+            self._delivery_queued()
+        return incident
 
     async def attach_card(self, incident_id: int, chat_id: int, message_id: int) -> None:
         """Remember the bot's card message for an incident, so it can be edited later."""
@@ -240,6 +289,37 @@ class IncidentStore:
                 .execution_options(synchronize_session=False)
             )
             await session.commit()
+
+    @staticmethod
+    def _queue_card_edit(session: AsyncSession, incident: Incident) -> bool:
+        """Queue an edit of the incident's card, if it has one, to show it as it is now.
+
+        An incident whose card is still waiting in the outbox needs no edit: the card is
+        drawn from the incident as it is when it is sent.
+        """
+        if incident.card_chat_id is None or incident.card_message_id is None:
+            return False
+        # The edit keeps the language the card was first written in.
+        card_locale = (
+            select(Delivery.locale)
+            .where(Delivery.incident_id == incident.id, Delivery.kind == DeliveryKind.CARD)
+            .order_by(Delivery.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        session.add(
+            Delivery(
+                kind=DeliveryKind.CARD_EDIT,
+                incident_id=incident.id,
+                chat_id=incident.card_chat_id,
+                locale=card_locale,
+            )
+        )
+        return True
+
+    def _delivery_queued(self) -> None:
+        if self._on_delivery_queued is not None:
+            self._on_delivery_queued()
 
     @staticmethod
     async def _find_duplicate(session: AsyncSession, new: NewIncident) -> Incident | None:

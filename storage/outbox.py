@@ -1,0 +1,144 @@
+"""The outbox's other end: what the bot's sender reads and records.
+
+Rows are written by `IncidentStore` in the transaction of the change that caused them;
+this module hands them out in order and records how each delivery ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import ChatMigration, Delivery, DeliveryState, Incident, utcnow
+
+ERROR_MAX_LENGTH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    delivery: Delivery
+    incident: Incident
+    """The incident as it is now: a card is always drawn from the current state."""
+
+
+class Outbox:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def due(self, *, limit: int = 200) -> list[PendingDelivery]:
+        """Pending deliveries whose time has come, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Delivery, Incident)
+                .join(Incident, Incident.id == Delivery.incident_id)
+                .where(Delivery.state == DeliveryState.PENDING, Delivery.not_before <= utcnow())
+                .order_by(Delivery.id)
+                .limit(limit)
+            )
+            return [PendingDelivery(delivery, incident) for delivery, incident in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest pending delivery may be tried, or None if nothing is pending."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.min(Delivery.not_before)).where(
+                    Delivery.state == DeliveryState.PENDING
+                )
+            )
+
+    async def pending_count(self) -> int:
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.state == DeliveryState.PENDING)
+            )
+        return count or 0
+
+    async def mark_sent(
+        self, delivery_ids: Sequence[int], *, card: tuple[int, int, int] | None = None
+    ) -> None:
+        """Record deliveries as done; `card` (incident id, chat id, message id) is the card
+        message just sent, remembered on the incident in the same transaction."""
+        async with self._sessions() as session:
+            await self._finish(session, delivery_ids, DeliveryState.SENT)
+            if card is not None:
+                incident_id, chat_id, message_id = card
+                await session.execute(
+                    update(Incident)
+                    .where(Incident.id == incident_id)
+                    .values(card_chat_id=chat_id, card_message_id=message_id)
+                )
+            await session.commit()
+
+    async def mark_folded(self, delivery_ids: Sequence[int]) -> None:
+        """Record deliveries covered by one summary message instead of their own."""
+        async with self._sessions() as session:
+            await self._finish(session, delivery_ids, DeliveryState.FOLDED)
+            await session.commit()
+
+    async def mark_failed(self, delivery_ids: Sequence[int], error: str) -> None:
+        """Record deliveries Telegram refused for good; they are not tried again."""
+        async with self._sessions() as session:
+            await self._finish(session, delivery_ids, DeliveryState.FAILED, error)
+            await session.commit()
+
+    async def postpone(self, delivery_ids: Sequence[int], until: datetime, error: str) -> None:
+        """Try these deliveries again at `until` (after a 429, a 5xx, a network error)."""
+        async with self._sessions() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(delivery_ids))
+                .values(
+                    not_before=until,
+                    attempts=Delivery.attempts + 1,
+                    last_error=error[:ERROR_MAX_LENGTH],
+                )
+            )
+            await session.commit()
+
+    async def move_chat(self, old_chat_id: int, new_chat_id: int) -> None:
+        """Follow a group Telegram upgraded to a supergroup: remember the new id and send
+        what is still pending there. Replies lose their target: old message ids do not
+        carry over."""
+        async with self._sessions() as session:
+            await session.merge(
+                ChatMigration(
+                    old_chat_id=old_chat_id, new_chat_id=new_chat_id, migrated_at=utcnow()
+                )
+            )
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.chat_id == old_chat_id, Delivery.state == DeliveryState.PENDING)
+                .values(chat_id=new_chat_id, reply_to_message_id=None, message_thread_id=None)
+            )
+            await session.commit()
+
+    async def chat_migrations(self) -> dict[int, int]:
+        """Old group id → its supergroup's id, for every migration seen."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(ChatMigration.old_chat_id, ChatMigration.new_chat_id)
+            )
+            return {old: new for old, new in rows}
+
+    @staticmethod
+    async def _finish(
+        session: AsyncSession,
+        delivery_ids: Sequence[int],
+        state: DeliveryState,
+        error: str | None = None,
+    ) -> None:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids))
+            .values(
+                state=state,
+                finished_at=utcnow(),
+                last_error=None if error is None else error[:ERROR_MAX_LENGTH],
+            )
+        )

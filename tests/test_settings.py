@@ -15,6 +15,8 @@ VARIABLES = (
     "TELEGRAM_API_URL",
     "ALLOWED_CHAT_IDS",
     "NOTIFY_CHAT_ID",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
     "DATABASE_URL",
     "HTTP_HOST",
     "HTTP_PORT",
@@ -85,3 +87,33 @@ def test_settings_bad_value_is_one_line_naming_the_variable(
     message = describe_error(error.value)
     assert message.startswith(f"Invalid configuration: {variable}: ")
     assert "\n" not in message
+
+
+def test_settings_webhook_needs_url_and_secret_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_URL", "https://bot.example.com/telegram/webhook")
+
+    with pytest.raises(ValidationError) as error:
+        Settings()
+
+    assert describe_error(error.value) == (
+        "Invalid configuration: WEBHOOK_URL and WEBHOOK_SECRET must be set together"
+    )
+
+
+def test_settings_webhook_path_comes_from_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_URL", "https://bot.example.com/telegram/webhook")
+    monkeypatch.setenv("WEBHOOK_SECRET", "s3cret_token-1")
+
+    assert Settings().webhook_path == "/telegram/webhook"
+
+
+def test_settings_bad_secret_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_URL", "https://bot.example.com/hook")
+    monkeypatch.setenv("WEBHOOK_SECRET", "has spaces in it")
+
+    with pytest.raises(ValidationError) as error:
+        Settings()
+
+    message = describe_error(error.value)
+    assert message.startswith("Invalid configuration: WEBHOOK_SECRET: ")
+    assert "has spaces" not in message

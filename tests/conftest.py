@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import create_engine, create_session_factory, migrate
 from storage.store import IncidentStore
+from tests.service import ServiceRunner, environment_without_settings
 
 
 @pytest.fixture
@@ -28,3 +29,13 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def store(engine: AsyncEngine) -> IncidentStore:
     return IncidentStore(create_session_factory(engine))
+
+
+@pytest.fixture
+def services(tmp_path: Path, database_url: str) -> Iterator[ServiceRunner]:
+    """Runs main.py as real processes over this test's database; kills leftovers."""
+    runner = ServiceRunner(
+        tmp_path, environment_without_settings() | {"DATABASE_URL": database_url}
+    )
+    yield runner
+    runner.kill_all()

@@ -6,14 +6,21 @@ this module hands them out in order and records how each delivery ended.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import ChatMigration, Delivery, DeliveryState, Incident, utcnow
+from storage.models import (
+    ChatMigration,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Incident,
+    utcnow,
+)
 
 ERROR_MAX_LENGTH = 1000
 
@@ -29,24 +36,34 @@ class Outbox:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def due(self, *, limit: int = 200) -> list[PendingDelivery]:
-        """Pending deliveries whose time has come, oldest first."""
+    async def due(
+        self, *, limit: int = 200, exclude_chat_ids: Collection[int] = ()
+    ) -> list[PendingDelivery]:
+        """Pending deliveries whose time has come, oldest first.
+
+        `exclude_chat_ids`: chats the caller cannot send to right now (their rate limit is
+        used up), so that one busy chat's backlog never hides the other chats' deliveries.
+        """
         async with self._sessions() as session:
             rows = await session.execute(
                 select(Delivery, Incident)
                 .join(Incident, Incident.id == Delivery.incident_id)
-                .where(Delivery.state == DeliveryState.PENDING, Delivery.not_before <= utcnow())
+                .where(
+                    Delivery.state == DeliveryState.PENDING,
+                    Delivery.not_before <= utcnow(),
+                    *_not_in_chats(exclude_chat_ids),
+                )
                 .order_by(Delivery.id)
                 .limit(limit)
             )
             return [PendingDelivery(delivery, incident) for delivery, incident in rows]
 
-    async def next_due_at(self) -> datetime | None:
+    async def next_due_at(self, *, exclude_chat_ids: Collection[int] = ()) -> datetime | None:
         """When the earliest pending delivery may be tried, or None if nothing is pending."""
         async with self._sessions() as session:
             return await session.scalar(
                 select(func.min(Delivery.not_before)).where(
-                    Delivery.state == DeliveryState.PENDING
+                    Delivery.state == DeliveryState.PENDING, *_not_in_chats(exclude_chat_ids)
                 )
             )
 
@@ -60,19 +77,46 @@ class Outbox:
         return count or 0
 
     async def mark_sent(
-        self, delivery_ids: Sequence[int], *, card: tuple[int, int, int] | None = None
+        self,
+        delivery_ids: Sequence[int],
+        *,
+        card: tuple[int, int, int] | None = None,
+        drawn_at: datetime | None = None,
     ) -> None:
         """Record deliveries as done; `card` (incident id, chat id, message id) is the card
-        message just sent, remembered on the incident in the same transaction."""
+        message just sent, remembered on the incident in the same transaction.
+
+        `drawn_at` is the incident's `updated_at` the card was drawn from. A change made
+        while the card was on its way queued no edit (the incident had no card yet); if
+        the incident changed since, an edit of the new card is queued here instead, so the
+        chat never keeps showing an old state.
+        """
         async with self._sessions() as session:
             await self._finish(session, delivery_ids, DeliveryState.SENT)
             if card is not None:
                 incident_id, chat_id, message_id = card
+                updated_at = await session.scalar(
+                    select(Incident.updated_at).where(Incident.id == incident_id)
+                )
                 await session.execute(
                     update(Incident)
                     .where(Incident.id == incident_id)
-                    .values(card_chat_id=chat_id, card_message_id=message_id)
+                    # Posting the card is not a change of the incident: updated_at stays.
+                    .values(
+                        card_chat_id=chat_id,
+                        card_message_id=message_id,
+                        updated_at=Incident.updated_at,
+                    )
                 )
+                if drawn_at is not None and updated_at is not None and updated_at != drawn_at:
+                    session.add(
+                        Delivery(
+                            kind=DeliveryKind.CARD_EDIT,
+                            incident_id=incident_id,
+                            chat_id=chat_id,
+                            locale=await self._card_locale(session, delivery_ids),
+                        )
+                    )
             await session.commit()
 
     async def mark_folded(self, delivery_ids: Sequence[int]) -> None:
@@ -127,6 +171,14 @@ class Outbox:
             return {old: new for old, new in rows}
 
     @staticmethod
+    async def _card_locale(session: AsyncSession, delivery_ids: Sequence[int]) -> str | None:
+        return await session.scalar(
+            select(Delivery.locale)
+            .where(Delivery.id.in_(delivery_ids), Delivery.kind == DeliveryKind.CARD)
+            .limit(1)
+        )
+
+    @staticmethod
     async def _finish(
         session: AsyncSession,
         delivery_ids: Sequence[int],
@@ -142,3 +194,7 @@ class Outbox:
                 last_error=None if error is None else error[:ERROR_MAX_LENGTH],
             )
         )
+
+
+def _not_in_chats(chat_ids: Collection[int]) -> list[ColumnElement[bool]]:
+    return [Delivery.chat_id.not_in(chat_ids)] if chat_ids else []

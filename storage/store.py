@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import Delivery, DeliveryKind, Incident, utcnow
+from storage.outbox import Outbox
 from storage.rules import (
     DEFAULT_SOURCE,
     Status,
@@ -112,6 +113,11 @@ class IncidentStore:
         (the bot's sender uses it to wake up at once instead of at its next poll)."""
         self._sessions = sessions
         self._on_delivery_queued = on_delivery_queued
+
+    @property
+    def outbox(self) -> Outbox:
+        """The other end of what this store queues: the bot's sender reads it."""
+        return Outbox(self._sessions)
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""

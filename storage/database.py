@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,26 @@ def create_engine(database_url: str) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Writers:
+    """Sessions for write transactions, handed out one at a time within this process.
+
+    SQLite has a single write lock. A writer that finds it taken does not queue for it:
+    its busy handler sleeps (1, 2, 5, 10... ms) and tries again, so a handful of
+    concurrent writers spend most of their time asleep while the lock is free. Taking
+    turns here first means each write finds the lock free; other processes are still
+    covered by the busy timeout.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._turn = asyncio.Lock()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._turn, self._sessions() as session:
+            yield session
 
 
 def alembic_config() -> Config:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.database import Writers
 from storage.models import (
     ChatMigration,
     Delivery,
@@ -33,8 +34,12 @@ class PendingDelivery:
 
 
 class Outbox:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, writers: Writers | None = None
+    ) -> None:
+        """`writers`: the store's, so that the sender's writes take turns with its own."""
         self._sessions = sessions
+        self._writers = writers or Writers(sessions)
 
     async def due(
         self, *, limit: int = 200, exclude_chat_ids: Collection[int] = ()
@@ -91,7 +96,7 @@ class Outbox:
         the incident changed since, an edit of the new card is queued here instead, so the
         chat never keeps showing an old state.
         """
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             await self._finish(session, delivery_ids, DeliveryState.SENT)
             if card is not None:
                 incident_id, chat_id, message_id = card
@@ -121,19 +126,19 @@ class Outbox:
 
     async def mark_folded(self, delivery_ids: Sequence[int]) -> None:
         """Record deliveries covered by one summary message instead of their own."""
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             await self._finish(session, delivery_ids, DeliveryState.FOLDED)
             await session.commit()
 
     async def mark_failed(self, delivery_ids: Sequence[int], error: str) -> None:
         """Record deliveries Telegram refused for good; they are not tried again."""
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             await self._finish(session, delivery_ids, DeliveryState.FAILED, error)
             await session.commit()
 
     async def postpone(self, delivery_ids: Sequence[int], until: datetime, error: str) -> None:
         """Try these deliveries again at `until` (after a 429, a 5xx, a network error)."""
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             await session.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(delivery_ids))
@@ -149,7 +154,7 @@ class Outbox:
         """Follow a group Telegram upgraded to a supergroup: remember the new id and send
         what is still pending there. Replies lose their target: old message ids do not
         carry over."""
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             await session.merge(
                 ChatMigration(
                     old_chat_id=old_chat_id, new_chat_id=new_chat_id, migrated_at=utcnow()

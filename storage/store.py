@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.database import Writers
 from storage.models import Delivery, DeliveryKind, Incident, utcnow
 from storage.outbox import Outbox
 from storage.rules import (
@@ -112,12 +113,13 @@ class IncidentStore:
         """`on_delivery_queued` is called after a commit that put something in the outbox
         (the bot's sender uses it to wake up at once instead of at its next poll)."""
         self._sessions = sessions
+        self._writers = Writers(sessions)
         self._on_delivery_queued = on_delivery_queued
 
     @property
     def outbox(self) -> Outbox:
         """The other end of what this store queues: the bot's sender reads it."""
-        return Outbox(self._sessions)
+        return Outbox(self._sessions, writers=self._writers)
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""
@@ -140,7 +142,7 @@ class IncidentStore:
             message_id=new.message_id,
             idempotency_key=new.idempotency_key,
         )
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             session.add(incident)
             try:
                 if card is not None:
@@ -233,7 +235,7 @@ class IncidentStore:
         of two concurrent changes only one can pass; the loser re-reads and is judged
         against the winner's result.
         """
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             while True:
                 incident = await session.get(Incident, incident_id, populate_existing=True)
                 if incident is None:
@@ -271,7 +273,7 @@ class IncidentStore:
     ) -> Incident | None:
         """Follow an edit of the Telegram message an incident was made from."""
         cleaned = normalize_description(description)
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             incident = await session.scalar(
                 update(Incident)
                 .where(Incident.chat_id == chat_id, Incident.message_id == message_id)
@@ -287,7 +289,7 @@ class IncidentStore:
 
     async def attach_card(self, incident_id: int, chat_id: int, message_id: int) -> None:
         """Remember the bot's card message for an incident, so it can be edited later."""
-        async with self._sessions() as session:
+        async with self._writers.session() as session:
             await session.execute(
                 update(Incident)
                 .where(Incident.id == incident_id)

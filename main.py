@@ -47,8 +47,17 @@ async def serve(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
-        store = IncidentStore(create_session_factory(engine))
-        app = create_app(store, api_key=settings.api_key)
+        # Set whenever a change queues a message for the chat: wakes the bot's sender.
+        delivery_queued = asyncio.Event()
+        store = IncidentStore(
+            create_session_factory(engine),
+            on_delivery_queued=delivery_queued.set if settings.bot_enabled else None,
+        )
+        app = create_app(
+            store,
+            api_key=settings.api_key,
+            announce_chat_id=settings.notify_chat_id if settings.bot_enabled else None,
+        )
         server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -64,7 +73,7 @@ async def serve(settings: Settings) -> None:
             # Imported only when needed: aiogram takes seconds to import.
             from bot.runner import run_bot
 
-            async with run_bot(settings, store):
+            async with run_bot(settings, store, delivery_queued=delivery_queued):
                 await server.serve()
         else:
             logger.info("Bot is off: BOT_TOKEN is not set. Serving the HTTP API only.")

@@ -28,8 +28,14 @@ When the service has an `API_KEY`, every `/incidents` route needs it in the
 """
 
 
-def create_app(store: IncidentStore, *, api_key: SecretStr | None) -> FastAPI:
-    """Build the HTTP API over `store`; with `api_key`, /incidents requires X-API-Key."""
+def create_app(
+    store: IncidentStore, *, api_key: SecretStr | None, announce_chat_id: int | None = None
+) -> FastAPI:
+    """Build the HTTP API over `store`; with `api_key`, /incidents requires X-API-Key.
+
+    With `announce_chat_id`, each incident created here is announced in that Telegram
+    chat: its card is queued in the outbox with the incident, for the bot to post.
+    """
     app = FastAPI(
         title="incident-bot",
         description=DESCRIPTION,
@@ -41,6 +47,7 @@ def create_app(store: IncidentStore, *, api_key: SecretStr | None) -> FastAPI:
     )
     app.state.store = store
     app.state.api_key = api_key
+    app.state.announce_chat_id = announce_chat_id
 
     app.exception_handler(RequestValidationError)(_request_invalid)
     app.exception_handler(IncidentNotFoundError)(_incident_not_found)

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
-from storage.store import IncidentStore
+from storage.store import CardRequest, IncidentStore
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -26,6 +26,15 @@ async def get_store(request: Request) -> IncidentStore:
 
 
 Store = Annotated[IncidentStore, Depends(get_store)]
+
+
+async def get_announcement(request: Request) -> CardRequest | None:
+    """Where a new incident's card goes (NOTIFY_CHAT_ID), if anywhere."""
+    chat_id: int | None = request.app.state.announce_chat_id
+    return None if chat_id is None else CardRequest(chat_id)
+
+
+Announcement = Annotated[CardRequest | None, Depends(get_announcement)]
 ProvidedApiKey = Annotated[str | None, Security(_api_key_header)]
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 
-from api.dependencies import Store
+from api.dependencies import Announcement, Store
 from api.routing import DocstringSummaryRoute
 from api.schemas import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -82,6 +82,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 async def create_incident(
     payload: IncidentCreate,
     store: Store,
+    announcement: Announcement,
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -94,7 +95,8 @@ async def create_incident(
             status=payload.status,
             created_by=API_ACTOR,
             idempotency_key=idempotency_key,
-        )
+        ),
+        card=announcement,
     )
     incident = result.incident
     if not result.created:

@@ -1,7 +1,9 @@
 """What people's messages do to incidents, shared by commands, ingestion and buttons.
 
-Each function makes one call on the store and turns the outcome into replies: a card
-for a new incident, the updated card for a status change, or a short explanation.
+Each function makes one call on the store and turns the outcome into replies to the
+person: the updated card for a status change, or a short explanation. What the chat must
+see about a change (a new incident's card, an edit of a card) the store queues in the
+outbox, and the sender (`bot.delivery`) posts it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import logging
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
+from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.cards import Rendered, escape, render_card, status_label
 from bot.parsing import MissingDescription, Report
-from storage.models import Incident
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
+    CardRequest,
     IncidentNotFoundError,
     IncidentStore,
     NewIncident,
@@ -72,39 +75,42 @@ def missing_description_text(report: MissingDescription) -> str:
 async def report_incident(
     message: Message, store: IncidentStore, report: Report | MissingDescription
 ) -> None:
-    """Store the message as an incident and reply to it with the incident's card.
+    """Store the message as an incident; its card is queued in the same transaction.
 
-    A redelivered message finds its incident already stored; it gets a card only if the
-    first delivery never got as far as sending one.
+    Nothing is sent from here: the sender posts the card as a reply to the report (in
+    the report's forum topic, in the reporter's language), so storing never waits on
+    Telegram. A redelivered message finds its incident already stored and queues nothing.
     """
     if isinstance(report, MissingDescription):
         await message.reply(escape(missing_description_text(report)))
         return
     try:
-        created = await store.create(
+        await store.create(
             NewIncident(
                 description=report.description,
                 source=report.source,
                 created_by=author_name(message),
                 chat_id=message.chat.id,
                 message_id=message.message_id,
-            )
+            ),
+            card=CardRequest(
+                chat_id=message.chat.id,
+                reply_to_message_id=message.message_id,
+                message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                locale=get_i18n().current_locale,
+            ),
         )
     except InvalidIncidentError as error:
         await message.reply(escape(_("Not stored: {reason}").format(reason=error)))
-        return
-    incident = created.incident
-    if not created.created and incident.card_message_id is not None:
-        return
-    card = render_card(incident)
-    sent = await message.reply(card.text, reply_markup=card.reply_markup)
-    await store.attach_card(incident.id, sent.chat.id, sent.message_id)
 
 
 async def change_status(
-    message: Message, store: IncidentStore, bot: Bot, incident_id: int, status: Status
+    message: Message, store: IncidentStore, incident_id: int, status: Status
 ) -> None:
-    """Move an incident to `status` and reply with its card, or say why not."""
+    """Move an incident to `status` and reply with its card, or say why not.
+
+    The incident's own card follows through the outbox: the store queued its edit.
+    """
     try:
         change = await store.change_status(incident_id, status, changed_by=author_name(message))
     except IncidentNotFoundError:
@@ -115,8 +121,6 @@ async def change_status(
         return
     card = render_card(change.incident)
     await message.reply(card.text, reply_markup=card.reply_markup)
-    if change.changed:
-        await refresh_card(bot, change.incident)
 
 
 async def show_card(message: Message, store: IncidentStore, incident_id: int) -> None:
@@ -127,17 +131,6 @@ async def show_card(message: Message, store: IncidentStore, incident_id: int) ->
         return
     card = render_card(incident)
     await message.reply(card.text, reply_markup=card.reply_markup)
-
-
-async def refresh_card(
-    bot: Bot, incident: Incident, *, skip: tuple[int, int] | None = None
-) -> None:
-    """Edit the incident's card in the chat (unless it is `skip`) to show it as it is."""
-    if incident.card_chat_id is None or incident.card_message_id is None:
-        return
-    if (incident.card_chat_id, incident.card_message_id) == skip:
-        return
-    await edit_message(bot, incident.card_chat_id, incident.card_message_id, render_card(incident))
 
 
 async def edit_message(bot: Bot, chat_id: int, message_id: int, rendered: Rendered) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +27,10 @@ TEXT_LIMIT = 4096
 LIST_PAGE_SIZE = 20
 LIST_DESCRIPTION_LENGTH = 60
 """How much of a description a /list line shows."""
+RANGE_DASH = "\u2013"
+"""An en dash, between the ends of a range of ids."""
+SUMMARY_IDS_LENGTH = 3000
+"""How many characters of incident ids a storm summary lists at most."""
 
 STATUS_EMOJI = {
     Status.OPEN: "🔴",
@@ -148,6 +152,47 @@ def render_card(incident: Incident) -> Rendered:
     if footer:
         text += f"\n\n<i>{escape(footer)}</i>"
     return Rendered(text, card_keyboard(incident))
+
+
+def compact_ids(ids: Iterable[int], *, limit: int = SUMMARY_IDS_LENGTH) -> str:
+    """`#101-#137`, or `#3, #5-#9, #12` (with en dashes): runs of three or more as ranges.
+
+    Cut to about `limit` characters, ending in `… (+N)` for the N ids left out.
+    """
+    ordered = sorted(set(ids))
+    runs: list[tuple[int, int]] = []
+    for number in ordered:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], number)
+        else:
+            runs.append((number, number))
+    pieces: list[tuple[str, int]] = []  # (text, how many ids it stands for)
+    for first, last in runs:
+        if last - first >= 2:
+            pieces.append((f"#{first}{RANGE_DASH}#{last}", last - first + 1))
+        else:
+            pieces.extend((f"#{number}", 1) for number in range(first, last + 1))
+    parts: list[str] = []
+    shown = length = 0
+    for text, count in pieces:
+        if length + len(text) + 2 > limit:
+            return ", ".join(parts) + f", … (+{len(ordered) - shown})"
+        parts.append(text)
+        shown += count
+        length += len(text) + 2
+    return ", ".join(parts)
+
+
+def render_summary(incident_ids: Sequence[int]) -> Rendered:
+    """One message for many new incidents at once (a storm), instead of a card each."""
+    registered = _("Registered {count} incidents: {ids}.").format(
+        count=len(incident_ids), ids=compact_ids(incident_ids)
+    )
+    how = _(
+        "Too many at once for a card each: /list open shows them,"
+        " /status <id> shows one incident's card."
+    )
+    return Rendered(escape(f"{registered}\n{how}"))
 
 
 def format_time(moment: datetime, now: datetime) -> str:

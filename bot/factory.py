@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 
+from bot.filters import ServedChats
 from bot.handlers import create_routers
 from bot.handlers.errors import apologize
 from bot.i18n import create_i18n, create_i18n_middleware
+from bot.rate_limits import RateLimiter, RateLimitMiddleware
 from settings import Settings
 from storage.store import IncidentStore
 
 
-def create_bot(settings: Settings) -> Bot:
-    """A Bot talking to TELEGRAM_API_URL: Telegram, a self-hosted Bot API or a stand-in."""
+def create_bot(settings: Settings, *, limiter: RateLimiter | None = None) -> Bot:
+    """A Bot talking to TELEGRAM_API_URL: Telegram, a self-hosted Bot API or a stand-in.
+
+    With `limiter`, every message the bot sends or edits takes its turn in it.
+    """
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
     api = TelegramAPIServer.from_base(str(settings.telegram_api_url).rstrip("/"))
-    return Bot(
+    bot = Bot(
         settings.bot_token.get_secret_value(),
         session=AiohttpSession(api=api),
         default=DefaultBotProperties(
@@ -30,15 +37,36 @@ def create_bot(settings: Settings) -> Bot:
             link_preview_is_disabled=True,
         ),
     )
+    if limiter is not None:
+        bot.session.middleware(RateLimitMiddleware(limiter))
+    return bot
 
 
-def create_dispatcher(store: IncidentStore, settings: Settings) -> Dispatcher:
+def create_served_chats(
+    settings: Settings, migrations: Mapping[int, int] | None = None
+) -> ServedChats:
+    """The chats the settings name, followed through the upgrades seen so far."""
+    return ServedChats(
+        settings.allowed_chat_ids,
+        notify_chat_id=settings.notify_chat_id,
+        migrations=migrations,
+    )
+
+
+def create_dispatcher(
+    store: IncidentStore, settings: Settings, *, served: ServedChats | None = None
+) -> Dispatcher:
     """The dispatcher with every router, the i18n middleware and the error handler.
 
-    The store and settings reach handlers by name (`store: IncidentStore`).
+    The store, its outbox, the settings and the served chats reach handlers by name
+    (`store: IncidentStore`, `outbox: Outbox`, `served: ServedChats`).
     """
-    dispatcher = Dispatcher(store=store, settings=settings, disable_fsm=True)
+    if served is None:
+        served = create_served_chats(settings)
+    dispatcher = Dispatcher(
+        store=store, outbox=store.outbox, settings=settings, served=served, disable_fsm=True
+    )
     create_i18n_middleware(create_i18n()).setup(dispatcher)
     dispatcher.errors.register(apologize)
-    dispatcher.include_routers(*create_routers(settings.allowed_chat_ids))
+    dispatcher.include_routers(*create_routers(served))
     return dispatcher

@@ -6,6 +6,7 @@ The message filters parse once and hand the result to the handler by name (`repo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiogram.filters import Filter
@@ -19,16 +20,54 @@ def message_text(message: Message) -> str | None:
     return message.text if message.text is not None else message.caption
 
 
-class ChatAllowed(Filter):
-    """The update comes from a chat in ALLOWED_CHAT_IDS (any chat when that is empty)."""
+class ServedChats:
+    """The chats the bot serves, and where Telegram moved them.
 
-    def __init__(self, allowed_chat_ids: frozenset[int]) -> None:
-        self.allowed_chat_ids = allowed_chat_ids
+    ALLOWED_CHAT_IDS (every chat when it is empty), NOTIFY_CHAT_ID, and the supergroup each
+    of those became when Telegram upgraded a group (`migrate_to_chat_id`): the settings
+    keep naming the old group, and the bot keeps serving the chat under its new id.
+    One object, shared by the chat filter and the sender, updated when a migration is seen.
+    """
+
+    def __init__(
+        self,
+        allowed_chat_ids: Iterable[int],
+        *,
+        notify_chat_id: int | None = None,
+        migrations: Mapping[int, int] | None = None,
+    ) -> None:
+        self._ids = set(allowed_chat_ids)
+        self.serves_every_chat = not self._ids
+        if notify_chat_id is not None and not self.serves_every_chat:
+            self._ids.add(notify_chat_id)
+        self._moved: dict[int, int] = {}
+        for old, new in (migrations or {}).items():
+            self.follow(old, new)
+
+    def __contains__(self, chat_id: object) -> bool:
+        return self.serves_every_chat or chat_id in self._ids
+
+    def follow(self, old_chat_id: int, new_chat_id: int) -> None:
+        """The group `old_chat_id` is now the supergroup `new_chat_id`."""
+        self._moved[old_chat_id] = new_chat_id
+        if old_chat_id in self._ids:
+            self._ids.add(new_chat_id)
+
+    def moved_to(self, chat_id: int) -> int | None:
+        """The supergroup a group became, or None if it was never upgraded."""
+        return self._moved.get(chat_id)
+
+
+class ChatAllowed(Filter):
+    """The update comes from a served chat (see ServedChats)."""
+
+    def __init__(self, served: ServedChats) -> None:
+        self.served = served
 
     async def __call__(self, event: TelegramObject, event_chat: Chat | None = None) -> bool:
-        if not self.allowed_chat_ids:
+        if self.served.serves_every_chat:
             return True
-        return event_chat is not None and event_chat.id in self.allowed_chat_ids
+        return event_chat is not None and event_chat.id in self.served
 
 
 class IsReport(Filter):

@@ -16,10 +16,12 @@ from aiogram.exceptions import (
 )
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
+from bot.delivery import DeliveryPolicy, Sender
 from bot.errors import BotStartError
-from bot.factory import create_bot, create_dispatcher
+from bot.factory import create_bot, create_dispatcher, create_served_chats
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
+from bot.rate_limits import Limits, RateLimiter
 from settings import Settings
 from storage.store import IncidentStore
 
@@ -40,19 +42,28 @@ async def run_bot(
     store: IncidentStore,
     *,
     polling_timeout: int = POLLING_TIMEOUT_SECONDS,
+    limits: Limits | None = None,
+    delivery: DeliveryPolicy | None = None,
+    delivery_queued: asyncio.Event | None = None,
 ) -> AsyncIterator[Bot]:
-    """Register the command menu and long-poll Telegram until the block exits.
+    """Register the command menu, deliver the outbox and long-poll Telegram until the
+    block exits.
 
     Updates are handled one at a time, and an update is confirmed to Telegram (by the
-    next getUpdates offset) only after its handler finished. A token Telegram rejects
-    stops start-up with BotStartError; an unreachable Telegram does not: the bot keeps
-    retrying in the background while the rest of the service runs.
+    next getUpdates offset) only after its handler finished. What the chat must be told
+    is queued in the outbox and delivered by a background sender, within `limits`;
+    `delivery_queued` (set by the store's `on_delivery_queued`) wakes it at once. A token
+    Telegram rejects stops start-up with BotStartError; an unreachable Telegram does not:
+    the bot keeps retrying in the background while the rest of the service runs.
     """
     if not settings.allowed_chat_ids:
         logger.warning("ALLOWED_CHAT_IDS is empty: the bot serves every chat it is added to")
-    bot = create_bot(settings)
+    limiter = RateLimiter(limits or Limits())
+    bot = create_bot(settings, limiter=limiter)
     try:
-        dispatcher = create_dispatcher(store, settings)
+        outbox = store.outbox
+        served = create_served_chats(settings, await outbox.chat_migrations())
+        dispatcher = create_dispatcher(store, settings, served=served)
         started = asyncio.Event()
 
         async def mark_started() -> None:
@@ -60,26 +71,39 @@ async def run_bot(
 
         dispatcher.startup.register(mark_started)
         introduced = await _introduce(bot)
-        polling = asyncio.create_task(
-            _poll(dispatcher, bot, introduced=introduced, polling_timeout=polling_timeout),
-            name="telegram-polling",
+        sender = Sender(
+            bot,
+            outbox,
+            limiter,
+            served,
+            create_i18n(),
+            wake=delivery_queued or asyncio.Event(),
+            policy=delivery,
         )
-        polling.add_done_callback(_report_end)
+        sender.start()
         try:
-            if introduced:
-                # Until start-up has run, stop_polling() would find nothing to stop.
-                waiter = asyncio.create_task(started.wait())
-                try:
-                    await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiter.cancel()
-            yield bot
+            polling = asyncio.create_task(
+                _poll(dispatcher, bot, introduced=introduced, polling_timeout=polling_timeout),
+                name="telegram-polling",
+            )
+            polling.add_done_callback(_report_end)
+            try:
+                if introduced:
+                    # Until start-up has run, stop_polling() would find nothing to stop.
+                    waiter = asyncio.create_task(started.wait())
+                    try:
+                        await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                yield bot
+            finally:
+                if started.is_set() and not polling.done():
+                    await dispatcher.stop_polling()
+                else:
+                    polling.cancel()
+                await asyncio.wait((polling,))
         finally:
-            if started.is_set() and not polling.done():
-                await dispatcher.stop_polling()
-            else:
-                polling.cancel()
-            await asyncio.wait((polling,))
+            await sender.stop()
     finally:
         await bot.session.close()
 

@@ -1,8 +1,9 @@
 """The bot's routers, in the order updates try them.
 
 Commands first, then buttons, then ingestion (which reads any text, so it must come
-after the commands); all three only for served chats, by a router-level filter. Last,
-the catch-all for chats outside ALLOWED_CHAT_IDS.
+after the commands); all three only for served chats, by a router-level filter. Before
+them, Telegram's notices of a group upgraded to a supergroup (whose new id is not served
+yet); last, the catch-all for chats outside ALLOWED_CHAT_IDS.
 
 Each module builds its router in `create_router()` rather than at import: an aiogram
 router can be attached to one dispatcher only, and every `create_dispatcher()` call
@@ -13,13 +14,13 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.filters import ChatAllowed
-from bot.handlers import buttons, commands, ingest, unserved
+from bot.filters import ChatAllowed, ServedChats
+from bot.handlers import buttons, commands, ingest, migrations, unserved
 
 
-def create_routers(allowed_chat_ids: frozenset[int]) -> list[Router]:
+def create_routers(served_chats: ServedChats) -> list[Router]:
     served = Router(name="served_chats")
-    in_scope = ChatAllowed(allowed_chat_ids)
+    in_scope = ChatAllowed(served_chats)
     for observer in (
         served.message,
         served.edited_message,
@@ -33,4 +34,4 @@ def create_routers(allowed_chat_ids: frozenset[int]) -> list[Router]:
         buttons.create_router(),
         ingest.create_router(),
     )
-    return [served, unserved.create_router(allowed_chat_ids)]
+    return [migrations.create_router(), served, unserved.create_router(served_chats)]

@@ -33,9 +33,11 @@ def _answer_text(text: str) -> str:
 async def press_status_button(
     callback: CallbackQuery, callback_data: StatusButton, store: IncidentStore, bot: Bot
 ) -> None:
-    """Change the status and edit the pressed card in place to show who changed it.
+    """Change the status and answer the press at once.
 
-    A press made on an out-of-date card (someone else changed the incident first, or the
+    The incident's card is edited through the outbox (the store queued the edit with the
+    change). Another message with the same buttons (a /status answer) is edited here. A
+    press made on an out-of-date card (someone else changed the incident first, or the
     move is no longer allowed) changes nothing: it gets an alert and a refreshed card.
     """
     card = callback.message
@@ -63,16 +65,17 @@ async def press_status_button(
             await actions.edit_message(bot, *pressed, render_card(error.incident))
         return
     incident = change.incident
-    if pressed is not None:
-        await actions.edit_message(bot, *pressed, render_card(incident))
-    if change.changed:
-        await actions.refresh_card(bot, incident, skip=pressed)
-        answer = _("Incident #{id} is now {status}.")
-    else:
-        answer = _("Incident #{id} is already {status}.")
+    answer = (
+        _("Incident #{id} is now {status}.")
+        if change.changed
+        else _("Incident #{id} is already {status}.")
+    )
     await callback.answer(
         _answer_text(answer.format(id=incident.id, status=status_label(incident.status)))
     )
+    is_the_card = pressed == (incident.card_chat_id, incident.card_message_id)
+    if pressed is not None and not (change.changed and is_the_card):
+        await actions.edit_message(bot, *pressed, render_card(incident))
 
 
 async def turn_list_page(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aiogram import Bot, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
@@ -82,7 +82,7 @@ async def list_incidents(message: Message, command: CommandObject, store: Incide
 
 
 async def change_or_show_status(
-    message: Message, command: CommandObject, store: IncidentStore, bot: Bot
+    message: Message, command: CommandObject, store: IncidentStore
 ) -> None:
     """`/status 17 resolved` changes the status; `/status 17` shows the card."""
     parts = (command.args or "").split(maxsplit=1)
@@ -97,7 +97,7 @@ async def change_or_show_status(
     if status is None:
         await message.reply(escape(unknown_status_text(parts[1].strip())))
         return
-    await actions.change_status(message, store, bot, incident_id, status)
+    await actions.change_status(message, store, incident_id, status)
 
 
 def create_router() -> Router:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import gettext as _
 
@@ -14,8 +14,15 @@ logger = logging.getLogger(__name__)
 
 
 async def apologize(event: ErrorEvent) -> None:
-    """Log the failure with its update id, then tell the person, briefly."""
+    """Log the failure with its update id, then tell the person, briefly.
+
+    An answer given up because the chat is at its flood limit gets no apology: that would
+    only be one more message to a chat that cannot take any.
+    """
     update = event.update
+    if isinstance(event.exception, TelegramRetryAfter):
+        logger.warning("Update %s: no answer sent: %s", update.update_id, event.exception)
+        return
     logger.error(
         "Update %s failed: %s: %s",
         update.update_id,

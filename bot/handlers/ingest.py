@@ -36,40 +36,34 @@ async def change_by_reply(
     incident_id = incident.id if incident is not None else _card_incident_id(replied, bot)
     if incident_id is None:
         return
-    await actions.change_status(message, store, bot, incident_id, status)
+    await actions.change_status(message, store, incident_id, status)
 
 
 async def change_by_number(
-    message: Message, status_command: StatusCommand, store: IncidentStore, bot: Bot
+    message: Message, status_command: StatusCommand, store: IncidentStore
 ) -> None:
     """`#17 fixed`."""
-    await actions.change_status(
-        message, store, bot, status_command.incident_id, status_command.status
-    )
+    await actions.change_status(message, store, status_command.incident_id, status_command.status)
 
 
-async def follow_edit(message: Message, store: IncidentStore, bot: Bot) -> None:
-    """An edited report updates its incident's description and card.
+async def follow_edit(message: Message, store: IncidentStore) -> None:
+    """An edited report updates its incident's description; the store queues the card's
+    edit.
 
     An edit that turns a plain message into a report (the tag was forgotten) reports it.
     """
-    await _follow_edit(message, store, bot, parse_report(message_text(message)))
+    await _follow_edit(message, store, parse_report(message_text(message)))
 
 
-async def follow_new_edit(
-    message: Message, command: CommandObject, store: IncidentStore, bot: Bot
-) -> None:
+async def follow_new_edit(message: Message, command: CommandObject, store: IncidentStore) -> None:
     """An edited `/new` command updates its incident like an edited report."""
     text = (command.args or "").strip()
     report = (parse_report(text) or Report(DEFAULT_SOURCE, text)) if text else None
-    await _follow_edit(message, store, bot, report)
+    await _follow_edit(message, store, report)
 
 
 async def _follow_edit(
-    message: Message,
-    store: IncidentStore,
-    bot: Bot,
-    report: Report | MissingDescription | None,
+    message: Message, store: IncidentStore, report: Report | MissingDescription | None
 ) -> None:
     incident = await store.find_by_message(message.chat.id, message.message_id)
     if incident is None:
@@ -78,11 +72,7 @@ async def _follow_edit(
         return
     if not isinstance(report, Report) or report.description == incident.description:
         return
-    updated = await store.update_description(
-        message.chat.id, message.message_id, report.description
-    )
-    if updated is not None:
-        await actions.refresh_card(bot, updated)
+    await store.update_description(message.chat.id, message.message_id, report.description)
 
 
 def _card_incident_id(replied: Message, bot: Bot) -> int | None:

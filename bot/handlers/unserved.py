@@ -14,7 +14,7 @@ from aiogram.types import CallbackQuery, Chat, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.cards import escape
-from bot.filters import ChatAllowed
+from bot.filters import ChatAllowed, ServedChats
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +35,10 @@ class _UnservedChats:
         )
 
 
-def create_router(allowed_chat_ids: frozenset[int]) -> Router:
+def create_router(served: ServedChats) -> Router:
     router = Router(name=__name__)
     unserved = _UnservedChats()
-    outside = ~ChatAllowed(allowed_chat_ids)
+    outside = ~ChatAllowed(served)
 
     async def not_served(message: Message) -> None:
         unserved.note(message.chat)

@@ -3,6 +3,7 @@ long-polling the Telegram stand-in (`tests/telegram_stub`) on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -11,10 +12,14 @@ from typing import Any
 
 import pytest
 from aiogram.types import Chat, User
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.delivery import DeliveryPolicy
 from bot.i18n import create_i18n
+from bot.rate_limits import Limits
 from bot.runner import run_bot
 from settings import Settings
+from storage.database import create_session_factory
 from storage.models import Incident
 from storage.rules import Status
 from storage.store import IncidentStore
@@ -56,6 +61,22 @@ def russian() -> Iterator[None]:
         yield
 
 
+TEST_DELIVERY = DeliveryPolicy(retry_first=0.05, retry_max=0.5, stop_grace=0.5)
+"""The sender's policy in tests: Telegram's errors are retried within a fraction of a second."""
+
+
+@pytest.fixture
+def delivery_queued() -> asyncio.Event:
+    """Set by the store whenever it queues a delivery: wakes the running bot's sender."""
+    return asyncio.Event()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine, delivery_queued: asyncio.Event) -> IncidentStore:
+    """The store as main.py wires it when the bot runs: it wakes the sender."""
+    return IncidentStore(create_session_factory(engine), on_delivery_queued=delivery_queued.set)
+
+
 def make_settings(stub: TelegramStub, database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "bot_token": stub.token,
@@ -94,13 +115,33 @@ BotLauncher = Callable[..., AbstractAsyncContextManager[None]]
 
 
 @pytest.fixture
-def launch_bot(stub: TelegramStub, store: IncidentStore, database_url: str) -> BotLauncher:
-    """`async with launch_bot(**settings):` runs the bot exactly as main.py wires it."""
+def launch_bot(
+    stub: TelegramStub,
+    store: IncidentStore,
+    database_url: str,
+    delivery_queued: asyncio.Event,
+) -> BotLauncher:
+    """`async with launch_bot(**settings):` runs the bot exactly as main.py wires it.
+
+    `limits=` and `delivery=` replace Telegram's limits and the sender's policy.
+    """
 
     @asynccontextmanager
-    async def launch(**overrides: Any) -> AsyncIterator[None]:
+    async def launch(
+        *,
+        limits: Limits | None = None,
+        delivery: DeliveryPolicy = TEST_DELIVERY,
+        **overrides: Any,
+    ) -> AsyncIterator[None]:
         settings = make_settings(stub, database_url, **overrides)
-        async with run_bot(settings, store, polling_timeout=POLLING_TIMEOUT):
+        async with run_bot(
+            settings,
+            store,
+            polling_timeout=POLLING_TIMEOUT,
+            limits=limits,
+            delivery=delivery,
+            delivery_queued=delivery_queued,
+        ):
             yield
 
     return launch
@@ -128,3 +169,17 @@ async def all_handled(stub: TelegramStub) -> None:
     once nothing is pending, whatever the updates caused has happened.
     """
     await stub.wait_for(lambda: not stub.pending_updates, what="every update to be handled")
+
+
+async def all_delivered(store: IncidentStore, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Wait until the sender has recorded every queued delivery as done.
+
+    The chat shows a card a moment before the sender records it in the store; tests that
+    look at the store after the chat wait for this.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await store.outbox.pending_count():
+        if loop.time() > deadline:
+            raise TimeoutError(f"deliveries still pending after {timeout} s")
+        await asyncio.sleep(0.01)

@@ -21,7 +21,9 @@ async def test_button_changes_status_and_edits_card_in_place(scene: Scene) -> No
     answer = await stub.wait_for_answer(query)
 
     assert (answer.text, answer.show_alert) == ("Incident #1 is now in progress.", False)
-    edited = stub.message(chat, card.message_id)
+    edited = await stub.wait_for(
+        lambda: stub.message(chat, card.message_id).edited and stub.message(chat, card.message_id)
+    )
     assert edited.text == (
         "🟡 Incident #1 · in progress · monitoring\nScooter #42 down\n\n"
         "Reported by Alice Smith\nStatus set by Bob"
@@ -39,7 +41,9 @@ async def test_closing_by_button_leaves_card_without_buttons(scene: Scene) -> No
     query = await stub.press_button(chat, scene.alice, card, text="Close")
     await stub.wait_for_answer(query)
 
-    closed = stub.message(chat, card.message_id)
+    closed = await stub.wait_for(
+        lambda: stub.message(chat, card.message_id).edited and stub.message(chat, card.message_id)
+    )
     assert (closed.text or "").startswith("⚪ Incident #1 · closed · monitoring")
     assert closed.buttons == []
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from storage.store import IncidentStore, NewIncident
-from tests.bot.conftest import BotLauncher, Scene, all_handled
+from storage.store import CardRequest, IncidentStore, NewIncident
+from tests.bot.conftest import BotLauncher, Scene, all_delivered, all_handled
 from tests.telegram_stub import TelegramStub
 
 
@@ -20,6 +20,7 @@ async def test_report_becomes_incident_with_card_replying_to_it(scene: Scene) ->
         "🔴 Incident #1 · open · monitoring\nСамокат #42 не отвечает\n\nReported by Alice Smith"
     )
     assert card.button_texts == ["🛠 In progress", "✅ Resolved", "🔒 Close"]
+    await all_delivered(scene.store)
     incident = await scene.store.get(1)
     assert (incident.source, incident.description, incident.created_by) == (
         "monitoring",
@@ -98,24 +99,28 @@ async def test_redelivered_message_stores_nothing_new(scene: Scene) -> None:
     assert len(stub.sent_messages(chat)) == 1
 
 
-async def test_redelivered_message_gets_card_it_never_got(
+async def test_card_queued_before_a_crash_is_sent_once_after_restart(
     stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
 ) -> None:
     chat, alice = stub.supergroup(), stub.user("Alice")
     report = await stub.send_user_message(chat, alice, "[monitoring] Scooter #42 down")
-    # The first delivery stored the incident, then the process died before the card.
+    # The first delivery stored the incident with its card queued, then the process died
+    # before the sender got to the card and before the update was confirmed.
     await store.create(
         NewIncident(
             description="Scooter #42 down",
             source="monitoring",
+            created_by="Alice",
             chat_id=chat.id,
             message_id=report.message_id,
-        )
+        ),
+        card=CardRequest(chat.id, reply_to_message_id=report.message_id),
     )
 
     async with launch_bot():
         card = await stub.wait_for_message(chat, reply_to=report)
         await all_handled(stub)
+        await all_delivered(store)
 
     assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring")
     assert len(stub.sent_messages(chat)) == 1

@@ -10,7 +10,7 @@ import pytest
 
 from bot.errors import BotStartError
 from storage.store import IncidentStore
-from tests.bot.conftest import BotLauncher, Scene
+from tests.bot.conftest import BotLauncher, Scene, all_delivered
 from tests.telegram_stub import FaultKind, TelegramStub
 
 APOLOGY = "Sorry, something went wrong. Please try again later."
@@ -54,14 +54,29 @@ async def test_failing_update_redelivered_later_is_stored_once(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stub, chat = scene.stub, scene.chat
-    fail_once(monkeypatch, scene.store, "attach_card")
+    original = scene.store.create
+    calls = 0
+
+    async def commit_then_fail(*args: Any, **kwargs: Any) -> Any:
+        # The incident and its card are committed, then the handler fails anyway.
+        nonlocal calls
+        calls += 1
+        created = await original(*args, **kwargs)
+        if calls == 1:
+            raise RuntimeError("lost after commit")
+        return created
+
+    monkeypatch.setattr(scene.store, "create", commit_then_fail)
     report = await stub.send_user_message(chat, scene.alice, "[monitoring] down")
     await stub.wait_for_message(chat, reply_to=report, contains=APOLOGY)
 
     again = stub.push_update({"message": stub.message(chat, report.message_id).data})
     await stub.wait_confirmed(again)
+    await all_delivered(scene.store)
 
     assert (await scene.store.list()).total == 1
+    cards = [m for m in stub.sent_messages(chat) if (m.text or "").startswith("🔴 Incident #1")]
+    assert len(cards) == 1
 
 
 async def test_failing_button_press_gets_apology_alert(

@@ -1,0 +1,395 @@
+"""The sender: delivers the outbox to Telegram in the background.
+
+What the bot must say about a change (a new incident's card, an edit of a card) is
+written to the outbox by the store in the change's own transaction; handlers never wait
+for Telegram. This task reads the outbox oldest first and, per chat:
+
+- keeps to Telegram's flood limits through the shared `RateLimiter`, skipping a chat
+  whose allowance is used up (its backlog never holds up other chats);
+- folds a storm: more than `fold_threshold` new cards pending for one chat (or forum
+  topic) go out as one summary (`Registered 37 incidents: #101-#137 ...`);
+- sends several pending edits of one card as one edit, drawn from the incident as it is;
+- honours 429 (`retry_after` bans the chat, nothing goes there earlier), retries 5xx and
+  network errors with exponential backoff (pausing all sending meanwhile: Telegram is
+  down for everyone), follows a group upgraded to a supergroup, treats "message is not
+  modified" as done, and records permanent refusals (chat gone, bot removed, message to
+  edit gone) as failed instead of retrying them forever.
+
+Delivery is at least once: a row is marked sent after Telegram accepted the message, so
+a crash between the two, or a connection lost after Telegram accepted it, sends it again.
+The sender is woken by the store's `on_delivery_queued` callback (an asyncio.Event) and
+otherwise looks again at least every `idle_wait` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    AiogramError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import Message, ReplyParameters
+from aiogram.utils.i18n import I18n
+
+from bot.cards import Rendered, render_card, render_summary
+from bot.filters import ServedChats
+from bot.i18n import DEFAULT_LOCALE
+from bot.rate_limits import RateLimiter, Slot
+from storage.models import DeliveryKind, utcnow
+from storage.outbox import Outbox, PendingDelivery
+
+logger = logging.getLogger(__name__)
+
+NOT_MODIFIED = "message is not modified"
+CHAT_GONE = ("chat not found", "group chat was deactivated", "have no rights to send")
+"""Bad requests that refuse the chat itself, not one message: its whole backlog fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How the sender batches, folds and retries; tests pass small numbers."""
+
+    fold_threshold: int = 5
+    """More pending new cards than this for one chat are sent as one summary."""
+    batch: int = 500
+    """Pending deliveries read per round."""
+    retry_first: float = 1.0
+    """Seconds before the first retry after a 5xx or network error; doubles each time."""
+    retry_max: float = 60.0
+    idle_wait: float = 1.0
+    """The longest the sender sleeps without being woken."""
+    stop_grace: float = 2.0
+    """On stop, how long a send in flight may take to finish before it is cancelled."""
+
+
+class _Outcome(enum.Enum):
+    DONE = "done"
+    """The job is recorded (sent, folded or failed): go on with the chat."""
+    STOP_CHAT = "stop_chat"
+    """Nothing more for this chat in this round (429, migration, chat gone)."""
+    STOP_ALL = "stop_all"
+    """Telegram is unwell: pause all sending."""
+
+
+@dataclass(slots=True)
+class _Job:
+    """One message to send: a card, a summary of many cards, or an edit of one card."""
+
+    kind: str
+    rows: list[PendingDelivery] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[int]:
+        return [row.delivery.id for row in self.rows]
+
+
+class Sender:
+    def __init__(
+        self,
+        bot: Bot,
+        outbox: Outbox,
+        limiter: RateLimiter,
+        served: ServedChats,
+        i18n: I18n,
+        *,
+        wake: asyncio.Event,
+        policy: DeliveryPolicy | None = None,
+    ) -> None:
+        self._bot = bot
+        self._outbox = outbox
+        self._limiter = limiter
+        self._served = served
+        self._i18n = i18n
+        self._wake = wake
+        self.policy = policy or DeliveryPolicy()
+        self._reserve = limiter.limits.reserve_for_replies
+        self._busy: set[int] = set()
+        self._failures = 0
+        self._paused_until = 0.0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="telegram-delivery")
+        self._task.add_done_callback(_report_end)
+
+    async def stop(self) -> None:
+        """Stop after the send in flight (if any, within `stop_grace`); drains nothing."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        _done, pending = await asyncio.wait((task,), timeout=self.policy.stop_grace)
+        if pending:
+            task.cancel()
+            await asyncio.wait((task,))
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                progressed = await self._round()
+            except Exception:
+                logger.exception("Delivery round failed; trying again shortly")
+                progressed = False
+            if not progressed and not self._stopping:
+                await self._sleep()
+
+    async def _sleep(self) -> None:
+        timeout = self.policy.idle_wait
+        now = self._limiter.now()
+        if now < self._paused_until:
+            timeout = min(timeout, self._paused_until - now)
+        else:
+            for chat_id in self._busy:
+                timeout = min(timeout, self._limiter.delay(chat_id, reserve=self._reserve))
+            try:
+                next_due = await self._outbox.next_due_at(exclude_chat_ids=self._busy)
+            except Exception:
+                logger.exception("Cannot read the outbox")
+                next_due = None
+            if next_due is not None:
+                timeout = min(timeout, (next_due - utcnow()).total_seconds())
+        if timeout <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # -- one round -------------------------------------------------------------------------
+
+    async def _round(self) -> bool:
+        """Send what is due and allowed now; False if nothing could be done."""
+        if self._limiter.now() < self._paused_until:
+            return False
+        self._busy = {
+            chat_id
+            for chat_id in self._busy
+            if self._limiter.delay(chat_id, reserve=self._reserve) > 0
+        }
+        rows = await self._outbox.due(limit=self.policy.batch, exclude_chat_ids=self._busy)
+        by_chat: dict[int, list[PendingDelivery]] = {}
+        for row in rows:
+            by_chat.setdefault(row.delivery.chat_id, []).append(row)
+        progressed = False
+        for chat_id, chat_rows in by_chat.items():
+            if self._stopping or self._limiter.now() < self._paused_until:
+                break
+            moved_to = self._served.moved_to(chat_id)
+            if moved_to is not None:
+                # Queued for a group after it became a supergroup: send it there.
+                await self._outbox.move_chat(chat_id, moved_to)
+                progressed = True
+                continue
+            progressed |= await self._serve_chat(chat_id, chat_rows)
+        return progressed
+
+    async def _serve_chat(self, chat_id: int, rows: list[PendingDelivery]) -> bool:
+        progressed = False
+        jobs = self._plan(rows)
+        for index, job in enumerate(jobs):
+            if self._stopping:
+                break
+            slot = self._limiter.try_acquire(chat_id, reserve=self._reserve)
+            if slot is None:
+                self._busy.add(chat_id)
+                break
+            progressed = True
+            outcome = await self._run_job(chat_id, job, slot, later=jobs[index + 1 :])
+            if outcome is not _Outcome.DONE:
+                break
+        return progressed
+
+    def _plan(self, rows: list[PendingDelivery]) -> list[_Job]:
+        """The chat's rows as messages, in the order of their oldest row."""
+        new_cards = Counter(
+            row.delivery.message_thread_id
+            for row in rows
+            if row.delivery.kind == DeliveryKind.CARD
+        )
+        jobs: list[_Job] = []
+        summaries: dict[int | None, _Job] = {}
+        edits: dict[int, _Job] = {}
+        for row in rows:
+            delivery = row.delivery
+            if delivery.kind == DeliveryKind.CARD_EDIT:
+                job = edits.get(delivery.incident_id)
+                if job is None:
+                    job = edits[delivery.incident_id] = _Job("edit")
+                    jobs.append(job)
+            elif new_cards[delivery.message_thread_id] > self.policy.fold_threshold:
+                job = summaries.get(delivery.message_thread_id)
+                if job is None:
+                    job = summaries[delivery.message_thread_id] = _Job("summary")
+                    jobs.append(job)
+            else:
+                job = _Job("card")
+                jobs.append(job)
+            job.rows.append(row)
+        return jobs
+
+    # -- one message -----------------------------------------------------------------------
+
+    async def _run_job(
+        self, chat_id: int, job: _Job, slot: Slot, *, later: Sequence[_Job]
+    ) -> _Outcome:
+        try:
+            with slot:
+                await self._send(chat_id, job)
+        except TelegramRetryAfter as error:
+            self._limiter.ban(chat_id, error.retry_after)
+            self._busy.add(chat_id)
+            until = utcnow() + timedelta(seconds=error.retry_after)
+            await self._outbox.postpone(job.ids, until, error.message)
+            logger.warning("Chat %s: flood limit, waiting %s s", chat_id, error.retry_after)
+            return _Outcome.STOP_CHAT
+        except TelegramMigrateToChat as error:
+            new_chat_id = error.migrate_to_chat_id
+            await self._outbox.move_chat(chat_id, new_chat_id)
+            self._served.follow(chat_id, new_chat_id)
+            logger.info("Chat %s became supergroup %s: following it", chat_id, new_chat_id)
+            return _Outcome.STOP_CHAT
+        except TelegramBadRequest as error:
+            if NOT_MODIFIED in error.message.lower():
+                await self._outbox.mark_sent(job.ids)
+                return _Outcome.DONE
+            if any(reason in error.message.lower() for reason in CHAT_GONE):
+                await self._fail_chat(chat_id, [job, *later], error)
+                return _Outcome.STOP_CHAT
+            await self._fail(job, error)
+            return _Outcome.DONE
+        except (TelegramForbiddenError, TelegramNotFound) as error:
+            await self._fail_chat(chat_id, [job, *later], error)
+            return _Outcome.STOP_CHAT
+        except (TelegramAPIError, AiogramError) as error:
+            # 5xx, network errors, an answer that is not JSON (a proxy's error page), a
+            # revoked token: all worth trying again later, none a reason to drop anything.
+            await self._retry_later(job, error)
+            return _Outcome.STOP_ALL
+        except Exception as error:
+            logger.exception("Cannot deliver %s %s", job.kind, job.ids)
+            await self._outbox.mark_failed(job.ids, f"{type(error).__name__}: {error}")
+            return _Outcome.DONE
+        self._failures = 0
+        return _Outcome.DONE
+
+    async def _send(self, chat_id: int, job: _Job) -> None:
+        first = job.rows[0]
+        incident = first.incident
+        locale = _main_locale(job.rows)
+        with self._i18n.context(), self._i18n.use_locale(locale):
+            if job.kind == "summary":
+                rendered = render_summary([row.incident.id for row in job.rows])
+            else:
+                rendered = render_card(incident)
+        if job.kind == "summary":
+            await self._post(chat_id, rendered, thread_id=first.delivery.message_thread_id)
+            await self._outbox.mark_folded(job.ids)
+            return
+        card_chat_id, card_message_id = incident.card_chat_id, incident.card_message_id
+        if job.kind == "edit" and card_chat_id == chat_id and card_message_id is not None:
+            await self._bot.edit_message_text(
+                text=rendered.text,
+                chat_id=card_chat_id,
+                message_id=card_message_id,
+                reply_markup=rendered.reply_markup,
+            )
+            await self._outbox.mark_sent(job.ids)
+            return
+        # A new card; or an edit of a card left behind in a group that became a
+        # supergroup (its messages do not carry over): a new card there.
+        is_card = job.kind == "card"
+        message = await self._post(
+            chat_id,
+            rendered,
+            thread_id=first.delivery.message_thread_id if is_card else None,
+            reply_to=first.delivery.reply_to_message_id if is_card else None,
+        )
+        await self._outbox.mark_sent(
+            job.ids,
+            card=(incident.id, message.chat.id, message.message_id),
+            drawn_at=incident.updated_at,
+        )
+
+    async def _post(
+        self,
+        chat_id: int,
+        rendered: Rendered,
+        *,
+        thread_id: int | None,
+        reply_to: int | None = None,
+    ) -> Message:
+        return await self._bot.send_message(
+            chat_id=chat_id,
+            text=rendered.text,
+            reply_markup=rendered.reply_markup,
+            message_thread_id=thread_id,
+            reply_parameters=(
+                None
+                if reply_to is None
+                else ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+            ),
+        )
+
+    # -- failures --------------------------------------------------------------------------
+
+    async def _fail(self, job: _Job, error: TelegramAPIError) -> None:
+        logger.warning("Dropping %s %s: Telegram refused it: %s", job.kind, job.ids, error.message)
+        await self._outbox.mark_failed(job.ids, error.message)
+
+    async def _fail_chat(
+        self, chat_id: int, jobs: Sequence[_Job], error: TelegramAPIError
+    ) -> None:
+        ids = [delivery_id for job in jobs for delivery_id in job.ids]
+        logger.warning(
+            "Dropping %s deliveries to chat %s: Telegram refused the chat: %s",
+            len(ids),
+            chat_id,
+            error.message,
+        )
+        await self._outbox.mark_failed(ids, error.message)
+
+    async def _retry_later(self, job: _Job, error: Exception) -> None:
+        self._failures += 1
+        delay = min(self.policy.retry_max, self.policy.retry_first * 2 ** (self._failures - 1))
+        if isinstance(error, TelegramUnauthorizedError):
+            delay = self.policy.retry_max
+        self._paused_until = self._limiter.now() + delay
+        logger.warning(
+            "Telegram unavailable (%s: %s); retrying in %.1f s", type(error).__name__, error, delay
+        )
+        await self._outbox.postpone(
+            job.ids, utcnow() + timedelta(seconds=delay), f"{type(error).__name__}: {error}"
+        )
+
+
+def _main_locale(rows: Sequence[PendingDelivery]) -> str:
+    """The language most of the rows ask for (a summary speaks to many reporters)."""
+    locales = Counter(row.delivery.locale or DEFAULT_LOCALE for row in rows)
+    return locales.most_common(1)[0][0]
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        logger.error("The sender stopped: %s", error, exc_info=error)

@@ -23,7 +23,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # Tables whose rows are derived from incidents, rebuilt after seeding: name -> SQL.
 DERIVED_TABLES = {
     "incident_counts": (
-        "INSERT INTO incident_counts (status, source, count)"
+        "INSERT INTO incident_counts (status, source, total)"
         " SELECT status, source, count(*) FROM incidents GROUP BY status, source"
     ),
 }

@@ -122,6 +122,23 @@ class Incident(Base):
         return f"Incident(id={self.id}, status={self.status!s}, source={self.source!r})"
 
 
+class IncidentCount(Base):
+    """How many incidents have each status and source.
+
+    The store keeps it in the transaction of every create and status change, so the total
+    behind a page (X-Total-Count, /list's "1-20 of N") is a sum over a few rows rather
+    than a count of every matching incident.
+    """
+
+    __tablename__ = "incident_counts"
+
+    status: Mapped[Status] = mapped_column(_string_enum(Status), primary_key=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_MAX_LENGTH), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint(_values_in("status", Status), name="status_known"),)
+
+
 class DeliveryKind(StrEnum):
     CARD = "card"
     """Send the incident's card: a reply to its report, or an announcement."""

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.database import Writers
-from storage.models import Delivery, DeliveryKind, Incident, utcnow
+from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, utcnow
 from storage.outbox import Outbox
 from storage.rules import (
     DEFAULT_SOURCE,
@@ -28,6 +28,13 @@ from storage.rules import (
     normalize_description,
     normalize_source,
     statuses_leading_to,
+)
+
+# Adds to the count of incidents with a status and source (creating it at the first one).
+# Upsert syntax that SQLite (3.24+) and PostgreSQL share.
+_ADD_TO_COUNT = text(
+    "INSERT INTO incident_counts (status, source, total) VALUES (:status, :source, :delta)"
+    " ON CONFLICT (status, source) DO UPDATE SET total = incident_counts.total + excluded.total"
 )
 
 
@@ -157,6 +164,7 @@ class IncidentStore:
                             locale=card.locale,
                         )
                     )
+                await self._add_to_counts(session, incident.source, (incident.status, 1))
                 await session.commit()
             except IntegrityError:
                 # A unique key says it was stored before: a redelivered Telegram message
@@ -199,16 +207,28 @@ class IncidentStore:
         source: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before: int | None = None,
     ) -> IncidentPage:
-        """Incidents newest first, with the total count matching the filters."""
+        """Incidents newest first, with the total count matching the filters.
+
+        `before` pages by key: only incidents older than that id, so the next page starts
+        below the last id of this one. It costs the same at any depth, where `offset`
+        walks past every skipped incident. The total counts every page, not just the
+        incidents older than `before`.
+        """
         filters: list[Any] = []
+        counted: list[Any] = []
         if status is not None:
             filters.append(Incident.status == status)
+            counted.append(IncidentCount.status == status)
         if source is not None:
             filters.append(Incident.source == source.strip().lower())
+            counted.append(IncidentCount.source == source.strip().lower())
+        if before is not None:
+            filters.append(Incident.id < before)
         async with self._sessions() as session:
             total = await session.scalar(
-                select(func.count()).select_from(Incident).where(*filters)
+                select(func.coalesce(func.sum(IncidentCount.total), 0)).where(*counted)
             )
             rows = await session.scalars(
                 select(Incident)
@@ -263,6 +283,7 @@ class IncidentStore:
                     await session.rollback()
                     continue
                 edit_queued = self._queue_card_edit(session, changed)
+                await self._add_to_counts(session, changed.source, (current, -1), (new, 1))
                 await session.commit()
                 if edit_queued:
                     self._delivery_queued()
@@ -324,6 +345,19 @@ class IncidentStore:
             )
         )
         return True
+
+    @staticmethod
+    async def _add_to_counts(
+        session: AsyncSession, source: str, *changes: tuple[Status, int]
+    ) -> None:
+        """Keep `incident_counts` in step, in the transaction of the change itself."""
+        await session.execute(
+            _ADD_TO_COUNT,
+            [
+                {"status": status.value, "source": source, "delta": delta}
+                for status, delta in changes
+            ],
+        )
 
     def _delivery_queued(self) -> None:
         if self._on_delivery_queued is not None:

@@ -7,7 +7,8 @@ for Telegram. This task reads the outbox oldest first and, per chat:
 - keeps to Telegram's flood limits through the shared `RateLimiter`, skipping a chat
   whose allowance is used up (its backlog never holds up other chats);
 - folds a storm: more than `fold_threshold` new cards pending for one chat (or forum
-  topic) go out as one summary (`Registered 37 incidents: #101-#137 ...`);
+  topic) go out as one summary (`Registered 37 incidents: #101-#137 ...`); while the
+  storm goes on, the chat gets at most one summary per `fold_interval`;
 - sends several pending edits of one card as one edit, drawn from the incident as it is;
 - honours 429 (`retry_after` bans the chat, nothing goes there earlier), retries 5xx and
   network errors with exponential backoff (pausing all sending meanwhile: Telegram is
@@ -66,6 +67,10 @@ class DeliveryPolicy:
 
     fold_threshold: int = 5
     """More pending new cards than this for one chat are sent as one summary."""
+    fold_interval: float = 10.0
+    """After a summary, new cards for that chat are held this long and then summed up
+    together (two or more) while the storm goes on: one summary per interval, not a
+    burst of cards whenever the chat's allowance frees up."""
     batch: int = 500
     """Pending deliveries read per round."""
     retry_first: float = 1.0
@@ -119,6 +124,9 @@ class Sender:
         self.policy = policy or DeliveryPolicy()
         self._reserve = limiter.limits.reserve_for_replies
         self._busy: set[int] = set()
+        """Chats skipped until their allowance frees up or their storm hold ends."""
+        self._storms: dict[int, float] = {}
+        """Chat → when its storm hold ends (set by each summary)."""
         self._failures = 0
         self._paused_until = 0.0
         self._stopping = False
@@ -160,7 +168,7 @@ class Sender:
             timeout = min(timeout, self._paused_until - now)
         else:
             for chat_id in self._busy:
-                timeout = min(timeout, self._limiter.delay(chat_id, reserve=self._reserve))
+                timeout = min(timeout, self._busy_for(chat_id))
             try:
                 next_due = await self._outbox.next_due_at(exclude_chat_ids=self._busy)
             except Exception:
@@ -180,11 +188,7 @@ class Sender:
         """Send what is due and allowed now; False if nothing could be done."""
         if self._limiter.now() < self._paused_until:
             return False
-        self._busy = {
-            chat_id
-            for chat_id in self._busy
-            if self._limiter.delay(chat_id, reserve=self._reserve) > 0
-        }
+        self._busy = {chat_id for chat_id in self._busy if self._busy_for(chat_id) > 0}
         rows = await self._outbox.due(limit=self.policy.batch, exclude_chat_ids=self._busy)
         by_chat: dict[int, list[PendingDelivery]] = {}
         for row in rows:
@@ -202,9 +206,21 @@ class Sender:
             progressed |= await self._serve_chat(chat_id, chat_rows)
         return progressed
 
+    def _busy_for(self, chat_id: int) -> float:
+        """Seconds until the sender may send to the chat again."""
+        held = self._storms.get(chat_id, 0.0) - self._limiter.now()
+        return max(held, self._limiter.delay(chat_id, reserve=self._reserve))
+
     async def _serve_chat(self, chat_id: int, rows: list[PendingDelivery]) -> bool:
+        storm_ends = self._storms.get(chat_id)
+        if storm_ends is not None and self._limiter.now() < storm_ends:
+            self._busy.add(chat_id)
+            return False
+        # Right after a storm's hold, even two new cards are summed up.
+        threshold = 1 if storm_ends is not None else self.policy.fold_threshold
+        self._storms.pop(chat_id, None)
         progressed = False
-        jobs = self._plan(rows)
+        jobs = self._plan(rows, fold_threshold=threshold)
         for index, job in enumerate(jobs):
             if self._stopping:
                 break
@@ -214,11 +230,15 @@ class Sender:
                 break
             progressed = True
             outcome = await self._run_job(chat_id, job, slot, later=jobs[index + 1 :])
+            if job.kind == "summary" and outcome is _Outcome.DONE:
+                self._storms[chat_id] = self._limiter.now() + self.policy.fold_interval
             if outcome is not _Outcome.DONE:
                 break
+        if chat_id in self._storms:
+            self._busy.add(chat_id)
         return progressed
 
-    def _plan(self, rows: list[PendingDelivery]) -> list[_Job]:
+    def _plan(self, rows: list[PendingDelivery], *, fold_threshold: int) -> list[_Job]:
         """The chat's rows as messages, in the order of their oldest row."""
         new_cards = Counter(
             row.delivery.message_thread_id
@@ -235,7 +255,7 @@ class Sender:
                 if job is None:
                     job = edits[delivery.incident_id] = _Job("edit")
                     jobs.append(job)
-            elif new_cards[delivery.message_thread_id] > self.policy.fold_threshold:
+            elif new_cards[delivery.message_thread_id] > fold_threshold:
                 job = summaries.get(delivery.message_thread_id)
                 if job is None:
                     job = summaries[delivery.message_thread_id] = _Job("summary")

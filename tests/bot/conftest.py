@@ -61,7 +61,7 @@ def russian() -> Iterator[None]:
         yield
 
 
-TEST_DELIVERY = DeliveryPolicy(retry_first=0.05, retry_max=0.5, stop_grace=0.5)
+TEST_DELIVERY = DeliveryPolicy(fold_interval=0.2, retry_first=0.05, retry_max=0.5, stop_grace=0.5)
 """The sender's policy in tests: Telegram's errors are retried within a fraction of a second."""
 
 

@@ -11,8 +11,10 @@ from bot.callbacks import ListPage, StatusButton
 from bot.cards import (
     LIST_PAGE_SIZE,
     TEXT_LIMIT,
+    compact_ids,
     render_card,
     render_list_page,
+    render_summary,
     visible_length,
 )
 from storage.rules import DESCRIPTION_MAX_LENGTH, SOURCE_MAX_LENGTH, Status
@@ -168,3 +170,45 @@ def test_render_list_page_fits_limit_with_longest_entries() -> None:
     assert len(lines) == LIST_PAGE_SIZE + 1
     assert all(line.endswith("…") for line in lines[1:])
     assert visible_length(visible(page.text)) <= TEXT_LIMIT
+
+
+def test_compact_ids_shows_runs_as_ranges() -> None:
+    assert compact_ids(range(101, 138)) == "#101–#137"
+    assert compact_ids([15, 1, 2, 3, 5, 7, 8, 12, 13, 14]) == "#1–#3, #5, #7, #8, #12–#15"
+    assert compact_ids([4]) == "#4"
+
+
+def test_compact_ids_cuts_long_list_and_counts_the_rest() -> None:
+    text = compact_ids(range(1, 2001, 2), limit=40)
+
+    assert text == "#1, #3, #5, #7, #9, #11, #13, #15, #17, … (+991)"
+
+
+def test_render_summary_names_ids_and_how_to_list_them() -> None:
+    summary = render_summary(list(range(101, 138)))
+
+    assert visible(summary.text) == (
+        "Registered 37 incidents: #101–#137.\n"
+        "Too many at once for a card each: /list open shows them,"
+        " /status <id> shows one incident's card."
+    )
+    assert summary.reply_markup is None
+
+
+def test_render_summary_of_scattered_thousands_fits_limit() -> None:
+    summary = render_summary([10**12 + 3 * number for number in range(5000)])
+
+    text = visible(summary.text)
+    assert visible_length(text) <= TEXT_LIMIT
+    assert text.startswith("Registered 5000 incidents: #1000000000000, #1000000000003")
+    assert "… (+" in text
+
+
+def test_render_summary_in_russian(russian: None) -> None:
+    summary = render_summary([1, 2, 3, 9])
+
+    assert visible(summary.text) == (
+        "Зарегистрировано инцидентов: 4 — #1–#3, #9.\n"
+        "Слишком много сразу, чтобы прислать карточку на каждый: /list open покажет их,"
+        " /status <номер> — карточку одного."
+    )

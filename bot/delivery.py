@@ -56,6 +56,8 @@ from storage.outbox import Outbox, PendingDelivery
 
 logger = logging.getLogger(__name__)
 
+MIN_WAIT = 0.005
+"""The shortest nap between rounds that found nothing to do (no busy loop, ever)."""
 NOT_MODIFIED = "message is not modified"
 CHAT_GONE = ("chat not found", "group chat was deactivated", "have no rights to send")
 """Bad requests that refuse the chat itself, not one message: its whole backlog fails."""
@@ -156,7 +158,9 @@ class Sender:
             try:
                 progressed = await self._round()
             except Exception:
+                # The database, most likely: look again after a pause, not in a loop.
                 logger.exception("Delivery round failed; trying again shortly")
+                self._paused_until = self._limiter.now() + self.policy.idle_wait
                 progressed = False
             if not progressed and not self._stopping:
                 await self._sleep()
@@ -176,11 +180,8 @@ class Sender:
                 next_due = None
             if next_due is not None:
                 timeout = min(timeout, (next_due - utcnow()).total_seconds())
-        if timeout <= 0:
-            await asyncio.sleep(0)
-            return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(self._wake.wait(), max(timeout, MIN_WAIT))
 
     # -- one round -------------------------------------------------------------------------
 
@@ -273,7 +274,7 @@ class Sender:
     ) -> _Outcome:
         try:
             with slot:
-                await self._send(chat_id, job)
+                sent = await self._send(chat_id, job)
         except TelegramRetryAfter as error:
             self._limiter.ban(chat_id, error.retry_after)
             self._busy.add(chat_id)
@@ -305,25 +306,37 @@ class Sender:
             await self._retry_later(job, error)
             return _Outcome.STOP_ALL
         except Exception as error:
+            # A bug drawing the message: nothing was sent, and retrying would not help.
             logger.exception("Cannot deliver %s %s", job.kind, job.ids)
             await self._outbox.mark_failed(job.ids, f"{type(error).__name__}: {error}")
             return _Outcome.DONE
         self._failures = 0
+        # Recorded outside the error handling above: Telegram has the message now.
+        if job.kind == "summary":
+            await self._outbox.mark_folded(job.ids)
+        elif sent is None:
+            await self._outbox.mark_sent(job.ids)
+        else:
+            incident = job.rows[0].incident
+            await self._outbox.mark_sent(
+                job.ids,
+                card=(incident.id, sent.chat.id, sent.message_id),
+                drawn_at=incident.updated_at,
+            )
         return _Outcome.DONE
 
-    async def _send(self, chat_id: int, job: _Job) -> None:
+    async def _send(self, chat_id: int, job: _Job) -> Message | None:
+        """Send the job's message; the new card (to remember), or None for an edit."""
         first = job.rows[0]
         incident = first.incident
-        locale = _main_locale(job.rows)
-        with self._i18n.context(), self._i18n.use_locale(locale):
+        with self._i18n.context(), self._i18n.use_locale(_main_locale(job.rows)):
             if job.kind == "summary":
                 rendered = render_summary([row.incident.id for row in job.rows])
             else:
                 rendered = render_card(incident)
         if job.kind == "summary":
             await self._post(chat_id, rendered, thread_id=first.delivery.message_thread_id)
-            await self._outbox.mark_folded(job.ids)
-            return
+            return None
         card_chat_id, card_message_id = incident.card_chat_id, incident.card_message_id
         if job.kind == "edit" and card_chat_id == chat_id and card_message_id is not None:
             await self._bot.edit_message_text(
@@ -332,21 +345,15 @@ class Sender:
                 message_id=card_message_id,
                 reply_markup=rendered.reply_markup,
             )
-            await self._outbox.mark_sent(job.ids)
-            return
+            return None
         # A new card; or an edit of a card left behind in a group that became a
         # supergroup (its messages do not carry over): a new card there.
         is_card = job.kind == "card"
-        message = await self._post(
+        return await self._post(
             chat_id,
             rendered,
             thread_id=first.delivery.message_thread_id if is_card else None,
             reply_to=first.delivery.reply_to_message_id if is_card else None,
-        )
-        await self._outbox.mark_sent(
-            job.ids,
-            card=(incident.id, message.chat.id, message.message_id),
-            drawn_at=incident.updated_at,
         )
 
     async def _post(

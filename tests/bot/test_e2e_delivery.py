@@ -7,6 +7,7 @@ ingestion that never waits for Telegram.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import replace
 
@@ -273,3 +274,24 @@ async def test_answer_past_flood_limit_is_given_up_and_bot_goes_on(
 
     assert len(stub.sent_messages(chat)) == 1
     assert (await store.list()).total == 1
+
+
+async def test_change_while_card_is_on_its_way_still_reaches_the_card(
+    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
+) -> None:
+    chat, alice = stub.supergroup(), stub.user("Alice")
+    slow = stub.inject_fault(FaultKind.SLOW, times=1, delay=0.5, methods={"sendMessage"})
+
+    async with launch_bot():
+        report = await stub.send_user_message(chat, alice, "[monitoring] Scooter #42 down")
+        # The card, drawn as "open", is on its way once the stand-in holds it. (Polled:
+        # the stand-in signals a call when it answers it, not when it arrives.)
+        while not slow.hits:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await store.change_status(1, Status.RESOLVED, changed_by="api")
+        card = await stub.wait_for_message(chat, reply_to=report)
+        await stub.wait_for(lambda: card.edited)
+        await all_delivered(store)
+
+    assert (card.history[0].text or "").startswith("🔴 Incident #1 · open")
+    assert (card.text or "").startswith("🟢 Incident #1 · resolved")

@@ -255,20 +255,31 @@ class RateLimitMiddleware(BaseRequestMiddleware):
         if chat_id is None or (held is not None and held.chat_id == chat_id):
             return await make_request(bot, method)
         max_wait = self._limiter.limits.reply_max_wait
-        for attempt in (1, 2):
+        try:
+            return await self._send(make_request, bot, method, chat_id, max_wait)
+        except TelegramRetryAfter as error:
+            if error.retry_after > max_wait:
+                raise
+            # Banned for retry_after by _send: this waits that long, then tries once more.
+            return await self._send(make_request, bot, method, chat_id, max_wait)
+
+    async def _send(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        chat_id: ChatKey,
+        max_wait: float,
+    ) -> Response[TelegramType]:
+        try:
+            slot = await self._limiter.acquire(chat_id, max_wait=max_wait)
+        except ChatFlooded as error:
+            raise TelegramRetryAfter(
+                method=method, message=f"Not sent: {error}", retry_after=math.ceil(error.delay)
+            ) from error
+        with slot:
             try:
-                slot = await self._limiter.acquire(chat_id, max_wait=max_wait)
-            except ChatFlooded as error:
-                raise TelegramRetryAfter(
-                    method=method,
-                    message=f"Not sent: {error}",
-                    retry_after=math.ceil(error.delay),
-                ) from error
-            with slot:
-                try:
-                    return await make_request(bot, method)
-                except TelegramRetryAfter as error:
-                    self._limiter.ban(chat_id, error.retry_after)
-                    if attempt == 2 or error.retry_after > max_wait:
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                self._limiter.ban(chat_id, error.retry_after)
+                raise

@@ -295,3 +295,20 @@ async def test_change_while_card_is_on_its_way_still_reaches_the_card(
 
     assert (card.history[0].text or "").startswith("🔴 Incident #1 · open")
     assert (card.text or "").startswith("🟢 Incident #1 · resolved")
+
+
+async def test_direct_answer_refused_with_429_is_sent_after_retry_after(
+    stub: TelegramStub, launch_bot: BotLauncher
+) -> None:
+    # Telegram allows less than we think: the second answer gets a 429.
+    stub.enable_rate_limits(RateLimits(group=None, private=Limit(1, 1.0), overall=None))
+    alice = stub.user("Alice")
+    private = stub.private_chat(alice)
+
+    async with launch_bot(limits=Limits(private=Rate(5, 1.0))):
+        asked = [await stub.send_user_message(private, alice, "/help") for _ in range(2)]
+        for question in asked:
+            await stub.wait_for_message(private, reply_to=question)
+
+    assert [event.accepted for event in stub.rate_log] == [True, False, True]
+    assert stub.early_retries() == []

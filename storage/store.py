@@ -208,13 +208,15 @@ class IncidentStore:
         limit: int = 50,
         offset: int = 0,
         before: int | None = None,
+        after: int | None = None,
     ) -> IncidentPage:
         """Incidents newest first, with the total count matching the filters.
 
-        `before` pages by key: only incidents older than that id, so the next page starts
-        below the last id of this one. It costs the same at any depth, where `offset`
-        walks past every skipped incident. The total counts every page, not just the
-        incidents older than `before`.
+        `before` and `after` page by key: the page of incidents just older than the id
+        `before` (the next page starts below the last id of this one), or just newer than
+        `after` (the previous page ends above the first id of this one). Either costs the
+        same at any depth, where `offset` walks past every skipped incident. The total
+        counts every page, not just the incidents beyond the key.
         """
         filters: list[Any] = []
         counted: list[Any] = []
@@ -226,6 +228,10 @@ class IncidentStore:
             counted.append(IncidentCount.source == source.strip().lower())
         if before is not None:
             filters.append(Incident.id < before)
+        if after is not None:
+            filters.append(Incident.id > after)
+        # The page just newer than `after` is read upwards from it, then turned around.
+        upwards = after is not None
         async with self._sessions() as session:
             total = await session.scalar(
                 select(func.coalesce(func.sum(IncidentCount.total), 0)).where(*counted)
@@ -233,11 +239,14 @@ class IncidentStore:
             rows = await session.scalars(
                 select(Incident)
                 .where(*filters)
-                .order_by(Incident.id.desc())
+                .order_by(Incident.id.asc() if upwards else Incident.id.desc())
                 .limit(limit)
                 .offset(offset)
             )
-            return IncidentPage(items=list(rows), total=total or 0)
+            items = list(rows)
+        if upwards:
+            items.reverse()
+        return IncidentPage(items=items, total=total or 0)
 
     async def change_status(
         self,

@@ -81,6 +81,22 @@ async def test_list_before_pages_by_key_with_the_whole_total(store: IncidentStor
     assert monitoring.total == 6
 
 
+async def test_list_after_pages_back_up_newest_first(store: IncidentStore) -> None:
+    for n in range(12):
+        await store.create(NewIncident(f"incident {n}", source="monitoring" if n % 2 else "ops"))
+
+    above_third = await store.list(limit=5, after=2)
+    above_second = await store.list(limit=5, after=above_third.items[0].id)
+    top = await store.list(limit=5, after=12)
+    ops = await store.list(source="ops", limit=2, after=3)
+
+    assert [i.id for i in above_third.items] == [7, 6, 5, 4, 3]
+    assert [i.id for i in above_second.items] == [12, 11, 10, 9, 8]
+    assert top.items == []
+    assert top.total == 12
+    assert [i.id for i in ops.items] == [7, 5]
+
+
 def _upgrade_to(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection

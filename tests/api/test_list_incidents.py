@@ -43,6 +43,26 @@ async def test_list_pages_through_all_incidents_without_overlap(
     assert {page.headers["X-Total-Count"] for page in pages} == {"7"}
 
 
+async def test_list_pages_by_key_with_before(
+    client: httpx.AsyncClient, make_incident: MakeIncident
+) -> None:
+    ids = [(await make_incident(f"incident {n}")).id for n in range(7)]
+    await make_incident("resolved", status=Status.RESOLVED)
+
+    pages = []
+    params: dict[str, str | int] = {"limit": 3, "status": "open"}
+    while True:
+        page = await client.get("/incidents", params=params)
+        pages.append(page)
+        if not page.json():
+            break
+        params["before"] = page.json()[-1]["id"]
+
+    assert [len(page.json()) for page in pages] == [3, 3, 1, 0]
+    assert [incident["id"] for page in pages for incident in page.json()] == ids[::-1]
+    assert {page.headers["X-Total-Count"] for page in pages} == {"7"}
+
+
 async def test_list_defaults_to_50_and_allows_up_to_200(
     client: httpx.AsyncClient, make_incident: MakeIncident
 ) -> None:
@@ -107,6 +127,9 @@ async def test_list_rejects_unknown_status_naming_valid_ones(client: httpx.Async
         ({"offset": -1}, "offset"),
         ({"offset": 2**63}, "offset"),
         ({"offset": 10**30}, "offset"),
+        ({"before": 0}, "before"),
+        ({"before": 2**63}, "before"),
+        ({"before": "last"}, "before"),
         ({"source": "two words"}, "source"),
         ({"source": "s" * 33}, "source"),
     ],

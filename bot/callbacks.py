@@ -60,10 +60,16 @@ class StatusButton(CallbackData, prefix="s"):
 
 
 class ListPage(CallbackData, prefix="l"):
-    """A /list paging button: page `page` (from 0) of the list filtered by `status`."""
+    """A /list paging button: page `page` (from 0) of the list filtered by `status`.
+
+    The page is found by key, as fast at any depth: the incidents just older than
+    `before` (Next), or just newer than `after` (Prev); with neither, by its number.
+    """
 
     status: str
     page: int
+    before: int | None = None
+    after: int | None = None
 
     @field_validator("status")
     @classmethod
@@ -73,8 +79,16 @@ class ListPage(CallbackData, prefix="l"):
         return code
 
     @classmethod
-    def for_page(cls, status: Status | None, page: int) -> ListPage:
-        return cls(status=ALL_STATUSES if status is None else status_code(status), page=page)
+    def for_page(
+        cls,
+        status: Status | None,
+        page: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+    ) -> ListPage:
+        code = ALL_STATUSES if status is None else status_code(status)
+        return cls(status=code, page=page, before=before, after=after)
 
     @property
     def status_filter(self) -> Status | None:

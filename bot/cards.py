@@ -244,17 +244,22 @@ def render_list_page(
         lines = [f"<b>{escape(heading)}</b> · {escape(summary)}"]
         lines.extend(escape(list_line(incident, now)) for incident in incidents)
         text = "\n".join(lines)
+    # The neighbours are found by key: the incidents just above this page's first or
+    # just below its last (the first page is always the newest).
     buttons = []
     if page > 0:
+        after = incidents[0].id if incidents and page > 1 else None
         buttons.append(
             InlineKeyboardButton(
-                text="◀ " + _("Prev"), callback_data=ListPage.for_page(status, page - 1).pack()
+                text="◀ " + _("Prev"),
+                callback_data=ListPage.for_page(status, page - 1, after=after).pack(),
             )
         )
-    if (page + 1) * LIST_PAGE_SIZE < total:
+    if incidents and (page + 1) * LIST_PAGE_SIZE < total:
         buttons.append(
             InlineKeyboardButton(
-                text=_("Next") + " ▶", callback_data=ListPage.for_page(status, page + 1).pack()
+                text=_("Next") + " ▶",
+                callback_data=ListPage.for_page(status, page + 1, before=incidents[-1].id).pack(),
             )
         )
     keyboard = InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None

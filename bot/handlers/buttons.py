@@ -84,9 +84,14 @@ async def turn_list_page(
     """Show another /list page in the same message."""
     status = callback_data.status_filter
     page_number = max(callback_data.page, 0)
-    page = await store.list(
-        status=status, limit=LIST_PAGE_SIZE, offset=page_number * LIST_PAGE_SIZE
-    )
+    before, after = callback_data.before, callback_data.after
+    if page_number == 0:
+        page = await store.list(status=status, limit=LIST_PAGE_SIZE)
+    elif before is not None or after is not None:
+        page = await store.list(status=status, limit=LIST_PAGE_SIZE, before=before, after=after)
+    else:
+        offset = page_number * LIST_PAGE_SIZE
+        page = await store.list(status=status, limit=LIST_PAGE_SIZE, offset=offset)
     rendered = render_list_page(
         page.items, total=page.total, status=status, page=page_number, now=datetime.now(UTC)
     )

@@ -41,6 +41,19 @@ def test_list_page_round_trips_far_under_limit(status: Status | None) -> None:
     assert (unpacked.status_filter, unpacked.page) == (status, 10**9)
 
 
+def test_list_page_with_keys_round_trips_within_limit() -> None:
+    for keys in ({"before": BIGGEST_ID}, {"after": BIGGEST_ID}, {}):
+        packed = ListPage.for_page(Status.IN_PROGRESS, 10**9, **keys).pack()
+        unpacked = ListPage.unpack(packed)
+
+        assert len(packed.encode()) <= 64
+        assert (unpacked.page, unpacked.before, unpacked.after) == (
+            10**9,
+            keys.get("before"),
+            keys.get("after"),
+        )
+
+
 @pytest.mark.parametrize("data", ["s:17:x:i", "s:17:o", "s:abc:o:i", "l:z:1", "x:1:o:i"])
 def test_unpack_rejects_data_the_bot_never_sent(data: str) -> None:
     factory = ListPage if data.startswith("l") else StatusButton

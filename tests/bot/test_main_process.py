@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from storage.database import create_engine, create_session_factory
 from storage.store import IncidentStore
 from tests.service import ServiceRunner
@@ -15,16 +17,27 @@ async def test_main_with_bot_token_turns_report_into_incident(
     stub: TelegramStub, services: ServiceRunner, database_url: str
 ) -> None:
     chat, alice = stub.supergroup(), stub.user("Alice")
-    service = services.start(BOT_TOKEN=stub.token, TELEGRAM_API_URL=stub.base_url)
+    notify = stub.supergroup("Incidents")
+    service = services.start(
+        BOT_TOKEN=stub.token, TELEGRAM_API_URL=stub.base_url, NOTIFY_CHAT_ID=str(notify.id)
+    )
     try:
         report = await stub.send_user_message(chat, alice, "[monitoring] Scooter #42 down")
         card = await stub.wait_for_message(chat, reply_to=report, timeout=CARD_TIMEOUT)
+        # The HTTP door announces in NOTIFY_CHAT_ID, and its status changes edit the card.
+        async with httpx.AsyncClient(base_url=service.base_url) as http:
+            created = await http.post("/incidents", json={"description": "Disk full"})
+            announced = await stub.wait_for_message(notify, contains="Disk full")
+            await http.patch("/incidents/2/status", json={"status": "resolved"})
+            await stub.wait_for(lambda: "resolved" in (announced.text or ""))
     finally:
         returncode = await service.stop()
 
     log = service.log()
     assert returncode == 0, log
     assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring"), log
+    assert created.status_code == 201, log
+    assert (announced.text or "").startswith("🟢 Incident #2 · resolved · operator"), log
     assert "ALLOWED_CHAT_IDS is empty" in log
     assert stub.commands() is not None
     engine = create_engine(database_url)

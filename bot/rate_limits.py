@@ -171,6 +171,8 @@ class RateLimiter:
         """
         now = self.now()
         wait = self._banned_until.get(chat_id, now) - now
+        if wait <= 0:
+            self._banned_until.pop(chat_id, None)
         for key, rate, is_chat in self._scopes(chat_id):
             capacity = rate.count - (min(reserve, rate.count - 1) if is_chat else 0)
             stamps = self._live(key, rate, now)
@@ -221,7 +223,10 @@ class RateLimiter:
         if not stamps:
             return []
         live = [stamp for stamp in stamps if not stamp.done or stamp.at > now - rate.per]
-        self._windows[key] = live
+        if live:
+            self._windows[key] = live
+        else:
+            del self._windows[key]  # a chat gone quiet costs nothing
         return live
 
 

@@ -278,8 +278,9 @@ class Sender:
         except TelegramRetryAfter as error:
             self._limiter.ban(chat_id, error.retry_after)
             self._busy.add(chat_id)
+            # The whole chat waits (the ban covers it here; the rows, after a restart).
             until = utcnow() + timedelta(seconds=error.retry_after)
-            await self._outbox.postpone(job.ids, until, error.message)
+            await self._outbox.postpone(_ids([job, *later]), until, error.message)
             logger.warning("Chat %s: flood limit, waiting %s s", chat_id, error.retry_after)
             return _Outcome.STOP_CHAT
         except TelegramMigrateToChat as error:
@@ -385,7 +386,7 @@ class Sender:
     async def _fail_chat(
         self, chat_id: int, jobs: Sequence[_Job], error: TelegramAPIError
     ) -> None:
-        ids = [delivery_id for job in jobs for delivery_id in job.ids]
+        ids = _ids(jobs)
         logger.warning(
             "Dropping %s deliveries to chat %s: Telegram refused the chat: %s",
             len(ids),
@@ -406,6 +407,10 @@ class Sender:
         await self._outbox.postpone(
             job.ids, utcnow() + timedelta(seconds=delay), f"{type(error).__name__}: {error}"
         )
+
+
+def _ids(jobs: Sequence[_Job]) -> list[int]:
+    return [delivery_id for job in jobs for delivery_id in job.ids]
 
 
 def _main_locale(rows: Sequence[PendingDelivery]) -> str:

@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Literal
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -97,7 +98,7 @@ class _Outcome(enum.Enum):
 class _Job:
     """One message to send: a card, a summary of many cards, or an edit of one card."""
 
-    kind: str
+    kind: Literal["card", "summary", "edit"]
     rows: list[PendingDelivery] = field(default_factory=list)
 
     @property

@@ -73,7 +73,7 @@ async def serve(settings: Settings) -> None:
             # Imported only when needed: aiogram takes seconds to import.
             from bot.runner import run_bot
 
-            async with run_bot(settings, store, delivery_queued=delivery_queued):
+            async with run_bot(settings, store, app=app, delivery_queued=delivery_queued):
                 await server.serve()
         else:
             logger.info("Bot is off: BOT_TOKEN is not set. Serving the HTTP API only.")

@@ -15,6 +15,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.utils.backoff import Backoff, BackoffConfig
+from fastapi import FastAPI
 
 from bot.delivery import DeliveryPolicy, Sender
 from bot.errors import BotStartError
@@ -22,6 +23,7 @@ from bot.factory import create_bot, create_dispatcher, create_served_chats
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
 from bot.rate_limits import Limits, RateLimiter
+from bot.webhook import create_webhook_router
 from settings import Settings
 from storage.store import IncidentStore
 
@@ -41,20 +43,22 @@ async def run_bot(
     settings: Settings,
     store: IncidentStore,
     *,
+    app: FastAPI | None = None,
     polling_timeout: int = POLLING_TIMEOUT_SECONDS,
     limits: Limits | None = None,
     delivery: DeliveryPolicy | None = None,
     delivery_queued: asyncio.Event | None = None,
 ) -> AsyncIterator[Bot]:
-    """Register the command menu, deliver the outbox and long-poll Telegram until the
-    block exits.
+    """Register the command menu, deliver the outbox and receive updates until the block
+    exits: by long polling, or with WEBHOOK_URL set, on `app`'s webhook route.
 
     Updates are handled one at a time, and an update is confirmed to Telegram (by the
-    next getUpdates offset) only after its handler finished. What the chat must be told
-    is queued in the outbox and delivered by a background sender, within `limits`;
-    `delivery_queued` (set by the store's `on_delivery_queued`) wakes it at once. A token
-    Telegram rejects stops start-up with BotStartError; an unreachable Telegram does not:
-    the bot keeps retrying in the background while the rest of the service runs.
+    next getUpdates offset, or the webhook's 200) only after its handler finished. What
+    the chat must be told is queued in the outbox and delivered by a background sender,
+    within `limits`; `delivery_queued` (set by the store's `on_delivery_queued`) wakes it
+    at once. A token Telegram rejects stops start-up with BotStartError; an unreachable
+    Telegram does not: the bot keeps retrying in the background while the rest of the
+    service runs.
     """
     if not settings.allowed_chat_ids:
         logger.warning("ALLOWED_CHAT_IDS is empty: the bot serves every chat it is added to")
@@ -64,12 +68,6 @@ async def run_bot(
         outbox = store.outbox
         served = create_served_chats(settings, await outbox.chat_migrations())
         dispatcher = create_dispatcher(store, settings, served=served)
-        started = asyncio.Event()
-
-        async def mark_started() -> None:
-            started.set()
-
-        dispatcher.startup.register(mark_started)
         introduced = await _introduce(bot)
         sender = Sender(
             bot,
@@ -82,30 +80,100 @@ async def run_bot(
         )
         sender.start()
         try:
-            polling = asyncio.create_task(
-                _poll(dispatcher, bot, introduced=introduced, polling_timeout=polling_timeout),
-                name="telegram-polling",
-            )
-            polling.add_done_callback(_report_end)
-            try:
-                if introduced:
-                    # Until start-up has run, stop_polling() would find nothing to stop.
-                    waiter = asyncio.create_task(started.wait())
-                    try:
-                        await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        waiter.cancel()
+            if settings.webhook_url is None:
+                receiving = _long_poll(dispatcher, bot, introduced, polling_timeout)
+            else:
+                if app is None:
+                    raise ValueError("webhook mode needs the HTTP app to receive updates on")
+                receiving = _receive_webhooks(settings, dispatcher, bot, app, introduced)
+            async with receiving:
                 yield bot
-            finally:
-                if started.is_set() and not polling.done():
-                    await dispatcher.stop_polling()
-                else:
-                    polling.cancel()
-                await asyncio.wait((polling,))
         finally:
             await sender.stop()
     finally:
         await bot.session.close()
+
+
+@asynccontextmanager
+async def _long_poll(
+    dispatcher: Dispatcher, bot: Bot, introduced: bool, polling_timeout: int
+) -> AsyncIterator[None]:
+    started = asyncio.Event()
+
+    async def mark_started() -> None:
+        started.set()
+
+    dispatcher.startup.register(mark_started)
+    polling = asyncio.create_task(
+        _poll(dispatcher, bot, introduced=introduced, polling_timeout=polling_timeout),
+        name="telegram-polling",
+    )
+    polling.add_done_callback(_report_end)
+    try:
+        if introduced:
+            # Until start-up has run, stop_polling() would find nothing to stop.
+            waiter = asyncio.create_task(started.wait())
+            try:
+                await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        yield
+    finally:
+        if started.is_set() and not polling.done():
+            await dispatcher.stop_polling()
+        else:
+            polling.cancel()
+        await asyncio.wait((polling,))
+
+
+@asynccontextmanager
+async def _receive_webhooks(
+    settings: Settings, dispatcher: Dispatcher, bot: Bot, app: FastAPI, introduced: bool
+) -> AsyncIterator[None]:
+    """Mount the webhook route on the HTTP app and tell Telegram where it is.
+
+    The webhook stays registered when the service stops: Telegram keeps the updates
+    meanwhile and delivers them once the service answers again.
+    """
+    assert settings.webhook_url is not None and settings.webhook_secret is not None
+    assert settings.webhook_path is not None
+    app.include_router(
+        create_webhook_router(
+            dispatcher, bot, path=settings.webhook_path, secret=settings.webhook_secret
+        )
+    )
+    registering = asyncio.create_task(
+        _register_webhook(settings, dispatcher, bot, introduced=introduced),
+        name="telegram-webhook-registration",
+    )
+    registering.add_done_callback(_report_end)
+    try:
+        yield
+    finally:
+        registering.cancel()
+        await asyncio.wait((registering,))
+
+
+async def _register_webhook(
+    settings: Settings, dispatcher: Dispatcher, bot: Bot, *, introduced: bool
+) -> None:
+    assert settings.webhook_url is not None and settings.webhook_secret is not None
+    if not introduced and not await _introduce_until_ready(bot):
+        return
+    backoff = Backoff(RETRY_BACKOFF)
+    while True:
+        try:
+            await bot.set_webhook(
+                str(settings.webhook_url),
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=dispatcher.resolve_used_update_types(),
+            )
+        except _TRANSIENT_ERRORS as error:
+            logger.warning("Cannot register the webhook yet (%s); retrying", error)
+            await backoff.asleep()
+            continue
+        logger.info("Receiving updates on the webhook %s", settings.webhook_url)
+        return
 
 
 async def _poll(
@@ -157,9 +225,9 @@ async def set_commands(bot: Bot) -> None:
         await bot.set_my_commands(commands, language_code=language_code)
 
 
-def _report_end(polling: asyncio.Task[None]) -> None:
-    if polling.cancelled():
+def _report_end(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
         return
-    error = polling.exception()
+    error = task.exception()
     if error is not None:
         logger.error("The bot stopped: %s", error, exc_info=error)

@@ -77,7 +77,8 @@ class ServiceRunner:
     started: list[Service] = field(default_factory=list)
 
     def start(self, **settings: str) -> Service:
-        port = free_port()
+        """Start main.py with these settings on top (HTTP_PORT: a free port unless given)."""
+        port = int(settings.get("HTTP_PORT") or free_port())
         env = self.environment | {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port)} | settings
         log_path = self.workdir / f"service-{len(self.started)}.log"
         with log_path.open("wb") as log:

@@ -13,6 +13,7 @@ from bot.factory import create_bot, create_dispatcher
 from bot.webhook import SECRET_HEADER, create_webhook_router
 from storage.store import IncidentStore
 from tests.bot.conftest import make_settings
+from tests.service import START_TIMEOUT, ServiceRunner, free_port
 from tests.telegram_stub import TelegramStub
 
 WEBHOOK_URL = "https://bot.example.com/telegram/webhook"
@@ -105,3 +106,31 @@ async def test_webhook_route_is_not_in_the_public_api_document(
     document = (await client.get("/openapi.json")).json()
 
     assert "/telegram/webhook" not in document["paths"]
+
+
+async def test_main_in_webhook_mode_registers_and_receives_updates(
+    stub: TelegramStub, services: ServiceRunner, store: IncidentStore
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram/webhook"
+    chat, alice = stub.supergroup("On-call"), stub.user("Alice")
+    service = services.start(
+        BOT_TOKEN=stub.token,
+        TELEGRAM_API_URL=stub.base_url,
+        HTTP_PORT=str(port),
+        WEBHOOK_URL=url,
+        WEBHOOK_SECRET=SECRET,
+    )
+    try:
+        await stub.wait_for(lambda: stub.webhook.get("url") == url, timeout=START_TIMEOUT)
+        report = await stub.send_user_message(chat, alice, "[monitoring] Самокат #42 не отвечает")
+        card = await stub.wait_for_message(chat, reply_to=report, timeout=START_TIMEOUT)
+    finally:
+        returncode = await service.stop()
+
+    assert returncode == 0, service.log()
+    assert stub.webhook["secret_token"] == SECRET
+    assert not stub.calls("getUpdates")
+    assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring")
+    assert sum(delivery.ok for delivery in stub.webhook_deliveries) == 1
+    assert (await store.list()).total == 1

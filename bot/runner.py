@@ -181,6 +181,7 @@ async def _poll(
 ) -> None:
     if not introduced and not await _introduce_until_ready(bot):
         return
+    await _forget_webhook(bot)
     await dispatcher.start_polling(
         bot,
         polling_timeout=polling_timeout,
@@ -188,6 +189,22 @@ async def _poll(
         handle_signals=False,
         close_bot_session=False,
     )
+
+
+async def _forget_webhook(bot: Bot) -> None:
+    """Drop a webhook left from webhook mode: while one is set, getUpdates is refused.
+
+    Its pending updates are kept: polling receives them next.
+    """
+    backoff = Backoff(RETRY_BACKOFF)
+    while True:
+        try:
+            await bot.delete_webhook(drop_pending_updates=False)
+        except _TRANSIENT_ERRORS as error:
+            logger.warning("Cannot remove the webhook yet (%s); retrying", error)
+            await backoff.asleep()
+            continue
+        return
 
 
 async def _introduce(bot: Bot) -> bool:

@@ -7,12 +7,15 @@ from typing import Any
 
 import httpx
 import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
 
 from api.app import create_app
 from bot.factory import create_bot, create_dispatcher
 from bot.webhook import SECRET_HEADER, create_webhook_router
 from storage.store import IncidentStore
-from tests.bot.conftest import make_settings
+from tests.bot.conftest import BotLauncher, make_settings
 from tests.service import START_TIMEOUT, ServiceRunner, free_port
 from tests.telegram_stub import TelegramStub
 
@@ -134,3 +137,21 @@ async def test_main_in_webhook_mode_registers_and_receives_updates(
     assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring")
     assert sum(delivery.ok for delivery in stub.webhook_deliveries) == 1
     assert (await store.list()).total == 1
+
+
+async def test_long_polling_after_webhook_mode_removes_the_webhook(
+    stub: TelegramStub, launch_bot: BotLauncher
+) -> None:
+    old_mode = Bot(
+        stub.token, session=AiohttpSession(api=TelegramAPIServer.from_base(stub.base_url))
+    )
+    async with old_mode.context():
+        await old_mode.set_webhook("https://bot.example.com/telegram/webhook")
+    chat, alice = stub.supergroup("On-call"), stub.user("Alice")
+    report = await stub.send_user_message(chat, alice, "[monitoring] Самокат #42 не отвечает")
+
+    async with launch_bot():
+        card = await stub.wait_for_message(chat, reply_to=report)
+
+    assert stub.webhook == {}
+    assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring")

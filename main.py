@@ -65,6 +65,9 @@ async def serve(settings: Settings) -> None:
                 port=settings.http_port,
                 log_config=None,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                # Start-up and shutdown are run here, around serve(); an ASGI lifespan
+                # would only add a task that a second Ctrl+C leaves behind, cancelled.
+                lifespan="off",
             )
         )
         for handled in (signal.SIGINT, signal.SIGTERM):

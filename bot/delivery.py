@@ -81,6 +81,10 @@ class DeliveryPolicy:
     retry_max: float = 60.0
     idle_wait: float = 1.0
     """The longest the sender sleeps without being woken."""
+    gather: float = 0.05
+    """Woken while chats it cannot send to yet still have deliveries pending (a storm),
+    how long the sender lets more gather before it looks again: a burst of reports costs
+    a look at the outbox per `gather`, not one per report."""
     stop_grace: float = 2.0
     """On stop, how long a send in flight may take to finish before it is cancelled."""
 
@@ -183,6 +187,8 @@ class Sender:
                 timeout = min(timeout, (next_due - utcnow()).total_seconds())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(timeout, MIN_WAIT))
+            if self._busy and not self._stopping:
+                await asyncio.sleep(self.policy.gather)
 
     # -- one round -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.types import Message
 
 from bot.filters import ServedChats
@@ -43,8 +43,18 @@ async def migrated_from(message: Message, served: ServedChats, outbox: Outbox) -
         await follow_migration(message.migrate_from_chat_id, message.chat.id, served, outbox)
 
 
+# Coroutine filters: every message passes this router first, and aiogram runs a plain
+# function filter (F.migrate_to_chat_id) in a worker thread, two thread hops a message.
+async def _announces_migration_to(message: Message) -> bool:
+    return message.migrate_to_chat_id is not None
+
+
+async def _announces_migration_from(message: Message) -> bool:
+    return message.migrate_from_chat_id is not None
+
+
 def create_router() -> Router:
     router = Router(name=__name__)
-    router.message.register(migrated_to, F.migrate_to_chat_id)
-    router.message.register(migrated_from, F.migrate_from_chat_id)
+    router.message.register(migrated_to, _announces_migration_to)
+    router.message.register(migrated_from, _announces_migration_from)
     return router

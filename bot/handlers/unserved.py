@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.enums import ChatType
 from aiogram.types import CallbackQuery, Chat, Message
 from aiogram.utils.i18n import gettext as _
@@ -35,6 +35,11 @@ class _UnservedChats:
         )
 
 
+async def _in_private_chat(message: Message) -> bool:
+    # A coroutine: aiogram runs a plain function filter (F.chat.type == ...) in a thread.
+    return message.chat.type == ChatType.PRIVATE
+
+
 def create_router(served: ServedChats) -> Router:
     router = Router(name=__name__)
     unserved = _UnservedChats()
@@ -51,7 +56,7 @@ def create_router(served: ServedChats) -> Router:
         # Answered all the same: an unanswered press keeps spinning.
         await callback.answer()
 
-    router.message.register(not_served, outside, F.chat.type == ChatType.PRIVATE)
+    router.message.register(not_served, outside, _in_private_chat)
     router.message.register(ignore, outside)
     router.channel_post.register(ignore, outside)
     router.callback_query.register(ignore_press, outside)

@@ -52,6 +52,7 @@ from bot.cards import Rendered, render_card, render_summary
 from bot.filters import ServedChats
 from bot.i18n import DEFAULT_LOCALE
 from bot.rate_limits import RateLimiter, Slot
+from bot.tasks import log_failure
 from storage.models import DeliveryKind, utcnow
 from storage.outbox import Outbox, PendingDelivery
 
@@ -143,7 +144,7 @@ class Sender:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="telegram-delivery")
-        self._task.add_done_callback(_report_end)
+        self._task.add_done_callback(log_failure)
 
     async def stop(self) -> None:
         """Stop after the send in flight (if any, within `stop_grace`); drains nothing."""
@@ -424,11 +425,3 @@ def _main_locale(rows: Sequence[PendingDelivery]) -> str:
     """The language most of the rows ask for (a summary speaks to many reporters)."""
     locales = Counter(row.delivery.locale or DEFAULT_LOCALE for row in rows)
     return locales.most_common(1)[0][0]
-
-
-def _report_end(task: asyncio.Task[None]) -> None:
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is not None:
-        logger.error("The sender stopped: %s", error, exc_info=error)

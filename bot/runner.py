@@ -23,6 +23,7 @@ from bot.factory import create_bot, create_dispatcher, create_served_chats
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
 from bot.rate_limits import Limits, RateLimiter
+from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
 from settings import Settings
 from storage.store import IncidentStore
@@ -108,7 +109,7 @@ async def _long_poll(
         _poll(dispatcher, bot, introduced=introduced, polling_timeout=polling_timeout),
         name="telegram-polling",
     )
-    polling.add_done_callback(_report_end)
+    polling.add_done_callback(log_failure)
     try:
         if introduced:
             # Until start-up has run, stop_polling() would find nothing to stop.
@@ -146,7 +147,7 @@ async def _receive_webhooks(
         _register_webhook(settings, dispatcher, bot, introduced=introduced),
         name="telegram-webhook-registration",
     )
-    registering.add_done_callback(_report_end)
+    registering.add_done_callback(log_failure)
     try:
         yield
     finally:
@@ -240,11 +241,3 @@ async def set_commands(bot: Bot) -> None:
         with i18n.context(), i18n.use_locale(locale):
             commands = bot_commands()
         await bot.set_my_commands(commands, language_code=language_code)
-
-
-def _report_end(task: asyncio.Task[None]) -> None:
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is not None:
-        logger.error("The bot stopped: %s", error, exc_info=error)

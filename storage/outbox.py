@@ -26,6 +26,29 @@ from storage.models import (
 ERROR_MAX_LENGTH = 1000
 
 
+def queue_card_edit(session: AsyncSession, incident_id: int, chat_id: int) -> None:
+    """Queue, in `session`'s transaction, an edit of the incident's card in `chat_id`.
+
+    The edit keeps the language the card was first written in. Nothing is sent from the
+    row itself: the sender draws the card from the incident as it is when it edits.
+    """
+    card_locale = (
+        select(Delivery.locale)
+        .where(Delivery.incident_id == incident_id, Delivery.kind == DeliveryKind.CARD)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    session.add(
+        Delivery(
+            kind=DeliveryKind.CARD_EDIT,
+            incident_id=incident_id,
+            chat_id=chat_id,
+            locale=card_locale,
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PendingDelivery:
     delivery: Delivery
@@ -114,14 +137,7 @@ class Outbox:
                     )
                 )
                 if drawn_at is not None and updated_at is not None and updated_at != drawn_at:
-                    session.add(
-                        Delivery(
-                            kind=DeliveryKind.CARD_EDIT,
-                            incident_id=incident_id,
-                            chat_id=chat_id,
-                            locale=await self._card_locale(session, delivery_ids),
-                        )
-                    )
+                    queue_card_edit(session, incident_id, chat_id)
             await session.commit()
 
     async def mark_folded(self, delivery_ids: Sequence[int]) -> None:
@@ -174,14 +190,6 @@ class Outbox:
                 select(ChatMigration.old_chat_id, ChatMigration.new_chat_id)
             )
             return {old: new for old, new in rows}
-
-    @staticmethod
-    async def _card_locale(session: AsyncSession, delivery_ids: Sequence[int]) -> str | None:
-        return await session.scalar(
-            select(Delivery.locale)
-            .where(Delivery.id.in_(delivery_ids), Delivery.kind == DeliveryKind.CARD)
-            .limit(1)
-        )
 
     @staticmethod
     async def _finish(

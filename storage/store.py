@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.database import Writers
 from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, utcnow
-from storage.outbox import Outbox
+from storage.outbox import Outbox, queue_card_edit
 from storage.rules import (
     DEFAULT_SOURCE,
     Status,
@@ -317,17 +317,6 @@ class IncidentStore:
             self._delivery_queued()
         return incident
 
-    async def attach_card(self, incident_id: int, chat_id: int, message_id: int) -> None:
-        """Remember the bot's card message for an incident, so it can be edited later."""
-        async with self._writers.session() as session:
-            await session.execute(
-                update(Incident)
-                .where(Incident.id == incident_id)
-                .values(card_chat_id=chat_id, card_message_id=message_id)
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
-
     @staticmethod
     def _queue_card_edit(session: AsyncSession, incident: Incident) -> bool:
         """Queue an edit of the incident's card, if it has one, to show it as it is now.
@@ -337,22 +326,7 @@ class IncidentStore:
         """
         if incident.card_chat_id is None or incident.card_message_id is None:
             return False
-        # The edit keeps the language the card was first written in.
-        card_locale = (
-            select(Delivery.locale)
-            .where(Delivery.incident_id == incident.id, Delivery.kind == DeliveryKind.CARD)
-            .order_by(Delivery.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        session.add(
-            Delivery(
-                kind=DeliveryKind.CARD_EDIT,
-                incident_id=incident.id,
-                chat_id=incident.card_chat_id,
-                locale=card_locale,
-            )
-        )
+        queue_card_edit(session, incident.id, incident.card_chat_id)
         return True
 
     @staticmethod

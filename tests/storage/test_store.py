@@ -222,7 +222,7 @@ async def test_update_description_follows_message_edit(store: IncidentStore) -> 
 
 async def test_find_by_message_matches_report_and_card(store: IncidentStore) -> None:
     incident = (await store.create(NewIncident("a", chat_id=-5, message_id=9))).incident
-    await store.attach_card(incident.id, -5, 10)
+    await store.outbox.mark_sent([], card=(incident.id, -5, 10))
 
     by_report = await store.find_by_message(-5, 9)
     by_card = await store.find_by_message(-5, 10)

@@ -44,7 +44,10 @@ async def test_concurrent_writes_of_one_store_never_meet_a_locked_database(
     ids = [result.incident.id for result in created]
     await asyncio.gather(
         *(store.change_status(incident_id, Status.IN_PROGRESS) for incident_id in ids),
-        *(store.attach_card(incident_id, -100, 1000 + incident_id) for incident_id in ids),
+        *(
+            store.outbox.mark_sent([], card=(incident_id, -100, 1000 + incident_id))
+            for incident_id in ids
+        ),
         *(
             store.create(NewIncident(f"announced {n}"), card=CardRequest(chat_id=-100))
             for n in range(20)

@@ -17,7 +17,9 @@ from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.cards import Rendered, escape, render_card, status_label
+from bot.delivery import is_not_modified
 from bot.parsing import MissingDescription, Report
+from storage.models import Incident
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
     CardRequest,
@@ -119,8 +121,7 @@ async def change_status(
     except TransitionNotAllowedError as error:
         await message.reply(escape(forbidden_text(error)))
         return
-    card = render_card(change.incident)
-    await message.reply(card.text, reply_markup=card.reply_markup)
+    await reply_with_card(message, change.incident)
 
 
 async def show_card(message: Message, store: IncidentStore, incident_id: int) -> None:
@@ -129,6 +130,10 @@ async def show_card(message: Message, store: IncidentStore, incident_id: int) ->
     except IncidentNotFoundError:
         await message.reply(escape(not_found_text(incident_id)))
         return
+    await reply_with_card(message, incident)
+
+
+async def reply_with_card(message: Message, incident: Incident) -> None:
     card = render_card(incident)
     await message.reply(card.text, reply_markup=card.reply_markup)
 
@@ -143,6 +148,6 @@ async def edit_message(bot: Bot, chat_id: int, message_id: int, rendered: Render
             reply_markup=rendered.reply_markup,
         )
     except TelegramBadRequest as error:
-        if "message is not modified" in error.message.lower():
+        if is_not_modified(error):
             return
         logger.warning("Cannot edit message %s in chat %s: %s", message_id, chat_id, error)

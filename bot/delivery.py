@@ -65,6 +65,11 @@ CHAT_GONE = ("chat not found", "group chat was deactivated", "have no rights to 
 """Bad requests that refuse the chat itself, not one message: its whole backlog fails."""
 
 
+def is_not_modified(error: TelegramBadRequest) -> bool:
+    """Telegram refusing an edit that would change nothing: the message already shows it."""
+    return NOT_MODIFIED in error.message.lower()
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
     """How the sender batches, folds and retries; tests pass small numbers."""
@@ -298,7 +303,7 @@ class Sender:
             logger.info("Chat %s became supergroup %s: following it", chat_id, new_chat_id)
             return _Outcome.STOP_CHAT
         except TelegramBadRequest as error:
-            if NOT_MODIFIED in error.message.lower():
+            if is_not_modified(error):
                 await self._outbox.mark_sent(job.ids)
                 return _Outcome.DONE
             if any(reason in error.message.lower() for reason in CHAT_GONE):

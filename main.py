@@ -11,7 +11,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -86,6 +88,17 @@ async def serve(settings: Settings) -> None:
     logger.info("Stopped")
 
 
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it is installed (uvicorn[standard] brings it, except on
+    Windows): uvicorn picks it only for loops it starts itself, and this one is ours."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def main() -> int:
     try:
         settings = Settings()
@@ -94,7 +107,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        run(serve(settings))
     except (OSError, SQLAlchemyError, BotStartError) as error:
         logger.error("Cannot start: %s", error)
         return 1

@@ -9,14 +9,17 @@ errors below.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.batching import GroupCommit
 from storage.database import Writers
 from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, utcnow
 from storage.outbox import Outbox, queue_card_edit
@@ -27,7 +30,6 @@ from storage.rules import (
     can_transition,
     normalize_description,
     normalize_source,
-    statuses_leading_to,
 )
 
 # Adds to the count of incidents with a status and source (creating it at the first one).
@@ -122,6 +124,12 @@ class IncidentStore:
         self._sessions = sessions
         self._writers = Writers(sessions)
         self._on_delivery_queued = on_delivery_queued
+        self._creations: GroupCommit[_Creation, Created] = GroupCommit(
+            self._write_creations, name="incident-creations"
+        )
+        self._status_changes: GroupCommit[_StatusRequest, StatusChange] = GroupCommit(
+            self._write_status_changes, name="incident-status-changes"
+        )
 
     @property
     def outbox(self) -> Outbox:
@@ -138,45 +146,10 @@ class IncidentStore:
 
         With `card`, the incident's card is queued for the bot in the same transaction;
         a duplicate queues nothing (its first delivery already queued the card).
+        Concurrent creations share a transaction (`storage.batching`); each is committed
+        before this returns.
         """
-        incident = Incident(
-            description=normalize_description(new.description),
-            source=normalize_source(new.source),
-            status=new.status,
-            created_by=new.created_by,
-            updated_by=new.created_by,
-            chat_id=new.chat_id,
-            message_id=new.message_id,
-            idempotency_key=new.idempotency_key,
-        )
-        async with self._writers.session() as session:
-            session.add(incident)
-            try:
-                if card is not None:
-                    await session.flush()  # the incident's id, for the outbox row
-                    session.add(
-                        Delivery(
-                            kind=DeliveryKind.CARD,
-                            incident_id=incident.id,
-                            chat_id=card.chat_id,
-                            reply_to_message_id=card.reply_to_message_id,
-                            message_thread_id=card.message_thread_id,
-                            locale=card.locale,
-                        )
-                    )
-                await self._add_to_counts(session, incident.source, (incident.status, 1))
-                await session.commit()
-            except IntegrityError:
-                # A unique key says it was stored before: a redelivered Telegram message
-                # or a retried HTTP request. Return the original, never a second row.
-                await session.rollback()
-                existing = await self._find_duplicate(session, new)
-                if existing is None:
-                    raise
-                return Created(existing, created=False)
-        if card is not None:
-            self._delivery_queued()
-        return Created(incident, created=True)
+        return await self._creations.submit(_Creation(_incident_values(new), new, card))
 
     async def get(self, incident_id: int) -> Incident:
         async with self._sessions() as session:
@@ -260,43 +233,12 @@ class IncidentStore:
 
         `expected` is the status the caller acted on (a button pressed on a card): if the
         incident has moved on since, the change is refused rather than applied blindly.
-        The UPDATE re-checks the status it read in its WHERE clause (compare-and-set), so
-        of two concurrent changes only one can pass; the loser re-reads and is judged
-        against the winner's result.
+        Concurrent changes share a transaction and are judged in the order they came, each
+        against the result of the ones before it.
         """
-        async with self._writers.session() as session:
-            while True:
-                incident = await session.get(Incident, incident_id, populate_existing=True)
-                if incident is None:
-                    raise IncidentNotFoundError(incident_id)
-                current = incident.status
-                if current == new:
-                    return StatusChange(incident, previous=current, changed=False)
-                if expected is not None and current != expected:
-                    raise StatusChangedMeanwhileError(incident, expected)
-                if not can_transition(current, new):
-                    raise TransitionNotAllowedError(incident, new)
-                changed = await session.scalar(
-                    update(Incident)
-                    .where(
-                        Incident.id == incident_id,
-                        Incident.status == current,
-                        Incident.status.in_(statuses_leading_to(new)),
-                    )
-                    .values(status=new, updated_at=utcnow(), updated_by=changed_by)
-                    .returning(Incident)
-                    .execution_options(synchronize_session=False, populate_existing=True),
-                )
-                if changed is None:
-                    # Lost a race between the read and the UPDATE: judge again.
-                    await session.rollback()
-                    continue
-                edit_queued = self._queue_card_edit(session, changed)
-                await self._add_to_counts(session, changed.source, (current, -1), (new, 1))
-                await session.commit()
-                if edit_queued:
-                    self._delivery_queued()
-                return StatusChange(changed, previous=current, changed=True)
+        return await self._status_changes.submit(
+            _StatusRequest(incident_id, new, expected, changed_by)
+        )
 
     async def update_description(
         self, chat_id: int, message_id: int, description: str
@@ -317,6 +259,111 @@ class IncidentStore:
             self._delivery_queued()
         return incident
 
+    async def _write_creations(self, batch: Sequence[_Creation]) -> Sequence[Created | Exception]:
+        """One INSERT for the batch's incidents, one for their cards, one for the counts.
+
+        A message or Idempotency-Key seen before inserts nothing (ON CONFLICT DO NOTHING)
+        and its creation gets the incident stored the first time.
+        """
+        now = utcnow()
+        rows = [{**creation.values, "created_at": now, "updated_at": now} for creation in batch]
+        async with self._writers.session() as session:
+            inserted = await session.execute(
+                _INSERT_NEW_INCIDENTS[session.get_bind().dialect.name], rows
+            )
+            # RETURNING comes in no promised order: each row goes to a creation with the
+            # same values (identical creations are interchangeable).
+            unclaimed: dict[tuple[Any, ...], deque[int]] = defaultdict(deque)
+            for index, creation in enumerate(batch):
+                unclaimed[_identity(creation.values)].append(index)
+            created: list[Created | None] = [None] * len(batch)
+            for row in inserted:
+                incident = Incident(**row._mapping)
+                created[unclaimed[_identity(incident)].popleft()] = Created(incident, True)
+            deliveries = [
+                _card_delivery(outcome.incident.id, creation.card)
+                for creation, outcome in zip(batch, created, strict=True)
+                if outcome is not None and creation.card is not None
+            ]
+            if deliveries:
+                await session.execute(insert(Delivery), deliveries)
+            await self._add_to_counts(
+                session,
+                Counter(
+                    (outcome.incident.status, outcome.incident.source)
+                    for outcome in created
+                    if outcome is not None
+                ),
+            )
+            outcomes: list[Created | Exception] = []
+            for creation, stored in zip(batch, created, strict=True):
+                if stored is not None:
+                    outcomes.append(stored)
+                    continue
+                # A redelivered Telegram message or a retried HTTP request: the original,
+                # never a second row.
+                existing = await self._find_duplicate(session, creation.new)
+                outcomes.append(
+                    Created(existing, created=False)
+                    if existing is not None
+                    else RuntimeError(f"{creation.new} was neither stored nor found")
+                )
+            await session.commit()
+        if deliveries:
+            self._delivery_queued()
+        return outcomes
+
+    async def _write_status_changes(
+        self, batch: Sequence[_StatusRequest]
+    ) -> Sequence[StatusChange | Exception]:
+        """Read the batch's incidents, judge each request in order, write the result.
+
+        The UPDATE re-checks, in its WHERE clause, each status it read (compare-and-set):
+        if another process changed one of them meanwhile, the batch is judged again
+        against what that process wrote.
+        """
+        async with self._writers.session() as session:
+            connection = await session.connection()
+            while True:
+                found = await connection.execute(
+                    select(_INCIDENTS).where(
+                        _INCIDENTS.c.id.in_({request.incident_id for request in batch})
+                    )
+                )
+                judged = _Judgement({row.id: Incident(**row._mapping) for row in found}, utcnow())
+                outcomes = [judged.apply(request) for request in batch]
+                if not judged.changed:
+                    return outcomes
+                by_id = judged.changed
+                written = await connection.execute(
+                    _MOVE_STATUS,
+                    [
+                        {
+                            "b_id": id_,
+                            "b_read": read.status,
+                            "b_status": now.status,
+                            "b_at": now.updated_at,
+                            "b_by": now.updated_by,
+                        }
+                        for id_, (read, now) in by_id.items()
+                    ],
+                )
+                if written.rowcount != len(by_id):
+                    # Lost a race with another process between the read and the UPDATE.
+                    await session.rollback()
+                    connection = await session.connection()
+                    continue
+                edits_queued = [self._queue_card_edit(session, now) for _, now in by_id.values()]
+                counts: Counter[tuple[Status, str]] = Counter()
+                for read, now in by_id.values():
+                    counts[read.status, read.source] -= 1
+                    counts[now.status, now.source] += 1
+                await self._add_to_counts(session, counts)
+                await session.commit()
+                if any(edits_queued):
+                    self._delivery_queued()
+                return outcomes
+
     @staticmethod
     def _queue_card_edit(session: AsyncSession, incident: Incident) -> bool:
         """Queue an edit of the incident's card, if it has one, to show it as it is now.
@@ -330,17 +377,15 @@ class IncidentStore:
         return True
 
     @staticmethod
-    async def _add_to_counts(
-        session: AsyncSession, source: str, *changes: tuple[Status, int]
-    ) -> None:
+    async def _add_to_counts(session: AsyncSession, deltas: Counter[tuple[Status, str]]) -> None:
         """Keep `incident_counts` in step, in the transaction of the change itself."""
-        await session.execute(
-            _ADD_TO_COUNT,
-            [
-                {"status": status.value, "source": source, "delta": delta}
-                for status, delta in changes
-            ],
-        )
+        changes = [
+            {"status": status.value, "source": source, "delta": delta}
+            for (status, source), delta in deltas.items()
+            if delta
+        ]
+        if changes:
+            await session.execute(_ADD_TO_COUNT, changes)
 
     def _delivery_queued(self) -> None:
         if self._on_delivery_queued is not None:
@@ -361,3 +406,116 @@ class IncidentStore:
                 )
             )
         return None
+
+
+# What `create` is handed to write: the incident's checked column values, and the request.
+@dataclass(frozen=True, slots=True)
+class _Creation:
+    values: dict[str, Any]
+    new: NewIncident
+    card: CardRequest | None
+
+
+@dataclass(frozen=True, slots=True)
+class _StatusRequest:
+    incident_id: int
+    new: Status
+    expected: Status | None
+    changed_by: str | None
+
+
+def _incident_values(new: NewIncident) -> dict[str, Any]:
+    """The new incident's columns; raises InvalidIncidentError before anything is queued."""
+    return {
+        "description": normalize_description(new.description),
+        "source": normalize_source(new.source),
+        "status": new.status,
+        "created_by": new.created_by,
+        "updated_by": new.created_by,
+        "chat_id": new.chat_id,
+        "message_id": new.message_id,
+        "idempotency_key": new.idempotency_key,
+    }
+
+
+_IDENTITY = ("description", "source", "status", "created_by", "chat_id", "message_id")
+
+
+def _identity(incident: Incident | dict[str, Any]) -> tuple[Any, ...]:
+    """What tells the rows of one INSERT apart (with the key, when there is one)."""
+    if isinstance(incident, Incident):
+        return (*(getattr(incident, name) for name in _IDENTITY), incident.idempotency_key)
+    return (*(incident[name] for name in _IDENTITY), incident["idempotency_key"])
+
+
+# Adds incidents, skipping any whose message or Idempotency-Key was stored before: INSERT
+# ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL share and SQLAlchemy spells per
+# dialect. Executed with a list of rows, SQLAlchemy sends them as one multi-row statement,
+# compiled once ("insertmanyvalues").
+_INCIDENTS = Incident.metadata.tables[Incident.__tablename__]
+
+# Moves one incident (of many, executed with a list of them) from the status it was read
+# in: compare-and-set, so a change another process made meanwhile is not overwritten.
+_MOVE_STATUS = (
+    update(_INCIDENTS)
+    .where(_INCIDENTS.c.id == bindparam("b_id"), _INCIDENTS.c.status == bindparam("b_read"))
+    .values(
+        status=bindparam("b_status"), updated_at=bindparam("b_at"), updated_by=bindparam("b_by")
+    )
+)
+
+_INSERT_NEW_INCIDENTS = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(_INCIDENTS)
+    .on_conflict_do_nothing()
+    .returning(*_INCIDENTS.c)
+    for dialect in (sqlite, postgresql)
+}
+
+
+def _card_delivery(incident_id: int, card: CardRequest) -> dict[str, Any]:
+    return {
+        "kind": DeliveryKind.CARD,
+        "incident_id": incident_id,
+        "chat_id": card.chat_id,
+        "reply_to_message_id": card.reply_to_message_id,
+        "message_thread_id": card.message_thread_id,
+        "locale": card.locale,
+    }
+
+
+class _Judgement:
+    """The status requests of one batch, judged in order, each against the incident as
+    the requests before it left it."""
+
+    def __init__(self, found: dict[int, Incident], now: datetime) -> None:
+        self.now = now
+        self._found = found
+        self._latest: dict[int, Incident] = {}
+        self.changed: dict[int, tuple[Incident, Incident]] = {}
+        """Incident id -> (the incident as read, as the batch leaves it)."""
+
+    def apply(self, request: _StatusRequest) -> StatusChange | Exception:
+        read = self._found.get(request.incident_id)
+        if read is None:
+            return IncidentNotFoundError(request.incident_id)
+        incident = self._latest.get(request.incident_id, read)
+        current = incident.status
+        if current == request.new:
+            return StatusChange(incident, previous=current, changed=False)
+        if request.expected is not None and current != request.expected:
+            return StatusChangedMeanwhileError(incident, request.expected)
+        if not can_transition(current, request.new):
+            return TransitionNotAllowedError(incident, request.new)
+        after = _copy(
+            incident, status=request.new, updated_at=self.now, updated_by=request.changed_by
+        )
+        self._latest[request.incident_id] = after
+        self.changed[request.incident_id] = (read, after)
+        return StatusChange(after, previous=current, changed=True)
+
+
+def _copy(incident: Incident, **changes: Any) -> Incident:
+    """A detached copy: what one request saw, which later requests of its batch must not
+    change under it."""
+    values = {column.key: getattr(incident, column.key) for column in Incident.__table__.c}
+    return Incident(**(values | changes))

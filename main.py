@@ -8,6 +8,7 @@ http://127.0.0.1:8000 over a SQLite file `incidents.db` in the working directory
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -79,13 +80,27 @@ async def serve(settings: Settings) -> None:
             from bot.runner import run_bot
 
             async with run_bot(settings, store, app=app, delivery_queued=delivery_queued):
+                freeze_startup_objects()
                 await server.serve()
         else:
             logger.info("Bot is off: BOT_TOKEN is not set. Serving the HTTP API only.")
+            freeze_startup_objects()
             await server.serve()
     finally:
         await engine.dispose()
     logger.info("Stopped")
+
+
+def freeze_startup_objects() -> None:
+    """Put what start-up built out of the garbage collector's way, for good.
+
+    Modules, classes, pydantic and SQLAlchemy schemas, aiogram's hundreds of models: a few
+    hundred thousand objects that live as long as the process. Every full collection
+    walked them all, over half the time spent on a chat report and a fair share of an
+    HTTP request's. Frozen, collections walk only what requests and updates allocate.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

@@ -14,6 +14,7 @@ from bot.filters import ServedChats
 from bot.handlers import create_routers
 from bot.handlers.errors import apologize
 from bot.i18n import create_i18n, create_i18n_middleware
+from bot.pipeline import UpdatePipeline
 from bot.rate_limits import RateLimiter, RateLimitMiddleware
 from settings import Settings
 from storage.store import IncidentStore
@@ -54,9 +55,16 @@ def create_served_chats(
 
 
 def create_dispatcher(
-    store: IncidentStore, settings: Settings, *, served: ServedChats | None = None
+    store: IncidentStore,
+    settings: Settings,
+    *,
+    served: ServedChats | None = None,
+    pipeline: UpdatePipeline | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router, the i18n middleware and the error handler.
+
+    With `pipeline`, updates fed concurrently are handled in turn (`bot.pipeline`); it is
+    the outermost middleware, so every update fed enters it.
 
     The store, its outbox, the settings and the served chats reach handlers by name
     (`store: IncidentStore`, `outbox: Outbox`, `served: ServedChats`).
@@ -66,6 +74,8 @@ def create_dispatcher(
     dispatcher = Dispatcher(
         store=store, outbox=store.outbox, settings=settings, served=served, disable_fsm=True
     )
+    if pipeline is not None:
+        dispatcher.update.outer_middleware(pipeline)
     create_i18n_middleware(create_i18n()).setup(dispatcher)
     dispatcher.errors.register(apologize)
     dispatcher.include_routers(*create_routers(served))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from bot.errors import BotStartError
 from bot.factory import create_bot, create_dispatcher, create_served_chats
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
+from bot.pipeline import ConfirmWhenHandled, UpdatePipeline
 from bot.rate_limits import Limits, RateLimiter
 from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
@@ -34,6 +36,8 @@ POLLING_TIMEOUT_SECONDS = 30
 """How long one getUpdates call waits for news (long polling)."""
 MENU_LANGUAGES: tuple[tuple[str, str | None], ...] = (("en", None), ("ru", "ru"))
 """(catalogue, Telegram language_code) for each command menu; None is the default menu."""
+DRAIN_SECONDS = 10
+"""How long stopping waits for updates still being handled."""
 RETRY_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
 
 _TRANSIENT_ERRORS = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
@@ -53,8 +57,10 @@ async def run_bot(
     """Register the command menu, deliver the outbox and receive updates until the block
     exits: by long polling, or with WEBHOOK_URL set, on `app`'s webhook route.
 
-    Updates are handled one at a time, and an update is confirmed to Telegram (by the
-    next getUpdates offset, or the webhook's 200) only after its handler finished. What
+    Updates are handled in order, each starting once the one before it finished or
+    waits for its write to commit (`bot.pipeline`), and an update is confirmed to
+    Telegram (by the next getUpdates offset, or the webhook's 200) only after its
+    handler finished. What
     the chat must be told is queued in the outbox and delivered by a background sender,
     within `limits`; `delivery_queued` (set by the store's `on_delivery_queued`) wakes it
     at once. A token Telegram rejects stops start-up with BotStartError; an unreachable
@@ -68,7 +74,8 @@ async def run_bot(
     try:
         outbox = store.outbox
         served = create_served_chats(settings, await outbox.chat_migrations())
-        dispatcher = create_dispatcher(store, settings, served=served)
+        pipeline = UpdatePipeline()
+        dispatcher = create_dispatcher(store, settings, served=served, pipeline=pipeline)
         introduced = await _introduce(bot)
         sender = Sender(
             bot,
@@ -82,6 +89,7 @@ async def run_bot(
         sender.start()
         try:
             if settings.webhook_url is None:
+                bot.session.middleware(ConfirmWhenHandled(pipeline))
                 receiving = _long_poll(dispatcher, bot, introduced, polling_timeout)
             else:
                 if app is None:
@@ -89,6 +97,10 @@ async def run_bot(
                 receiving = _receive_webhooks(settings, dispatcher, bot, app, introduced)
             async with receiving:
                 yield bot
+            # Updates still being handled finish (their writes committed, their replies
+            # sent); those not confirmed yet come again after a restart either way.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pipeline.drained(), DRAIN_SECONDS)
         finally:
             await sender.stop()
     finally:
@@ -186,7 +198,9 @@ async def _poll(
     await dispatcher.start_polling(
         bot,
         polling_timeout=polling_timeout,
-        handle_as_tasks=False,
+        # Each update is a task, started in turn by the UpdatePipeline and confirmed by
+        # ConfirmWhenHandled only once finished.
+        handle_as_tasks=True,
         handle_signals=False,
         close_bot_session=False,
     )

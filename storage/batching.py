@@ -26,13 +26,16 @@ Outcome = TypeVar("Outcome")
 MAX_BATCH = 500
 """At most this many operations per transaction (SQLite's limit on bound variables)."""
 
-waiting_for_commit: ContextVar[asyncio.Event | None] = ContextVar(
+GATHER_TURNS = 3
+"""Turns of the event loop without a new submission after which a batch is written."""
+
+waiting_for_commit: ContextVar[Callable[[], None] | None] = ContextVar(
     "waiting_for_commit", default=None
 )
-"""Set by a caller that wants to know when its task starts waiting for a commit.
+"""Called when this task's operation is queued and it starts waiting for the commit.
 
-The bot's poller uses it to start on the next update while this one's write is in the
-queue, so that a polled burst of reports is written as one batch instead of one by one.
+The bot's update pipeline (`bot.pipeline`) uses it to start on the next update
+meanwhile, so that a polled burst of reports is written as one batch.
 """
 
 
@@ -67,7 +70,7 @@ class GroupCommit(Generic[Operation, Outcome]):
             self._writing = asyncio.create_task(self._write_queue(), name=self._name)
         waiting = waiting_for_commit.get()
         if waiting is not None:
-            waiting.set()
+            waiting()
         # Shielded: a caller that gives up (a client that hung up) does not take its
         # operation out of a batch that may already be committing.
         return await asyncio.shield(outcome)
@@ -82,6 +85,7 @@ class GroupCommit(Generic[Operation, Outcome]):
         batch: list[tuple[Operation, asyncio.Future[Outcome]]] = []
         try:
             while self._queue:
+                await self._gather()
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._write_batch(batch)
         finally:
@@ -90,6 +94,19 @@ class GroupCommit(Generic[Operation, Outcome]):
             for _, future in (*batch, *self._queue):
                 future.cancel()
             self._queue = []
+
+    async def _gather(self) -> None:
+        """Let the tasks that are ready to run submit theirs too, before writing.
+
+        Writing starts once the queue has stopped growing for a few turns of the event
+        loop: a lone write waits microseconds, and a burst (a polled batch of reports,
+        requests read from several connections at once) goes out as one batch.
+        """
+        quiet_turns = 0
+        while quiet_turns < GATHER_TURNS and len(self._queue) < MAX_BATCH:
+            queued = len(self._queue)
+            await asyncio.sleep(0)
+            quiet_turns = quiet_turns + 1 if len(self._queue) == queued else 0
 
     async def _write_batch(self, batch: list[tuple[Operation, asyncio.Future[Outcome]]]) -> None:
         operations = [operation for operation, _ in batch]

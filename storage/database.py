@@ -43,7 +43,7 @@ def create_engine(database_url: str) -> AsyncEngine:
         # A fresh checkout should just work, even with DATABASE_URL pointing into a
         # directory that does not exist yet.
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_pre_ping=not is_sqlite)
+    engine = create_async_engine(url, pool_pre_ping=not is_sqlite, pool_size=16, max_overflow=0)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
     return engine

@@ -141,6 +141,16 @@ class IncidentStore:
         async with self._sessions() as session:
             await session.execute(text("SELECT 1"))
 
+    async def settled(self) -> None:
+        """Wait for the creations and status changes queued so far to be committed.
+
+        Every read starts with it: a read sees the writes asked for before it, even those
+        whose callers have not been told yet (the bot's pipeline starts on the next update
+        while the one before waits for its commit).
+        """
+        await self._creations.settled()
+        await self._status_changes.settled()
+
     async def create(self, new: NewIncident, *, card: CardRequest | None = None) -> Created:
         """Store a new incident, or return the one this message or key already made.
 
@@ -152,6 +162,7 @@ class IncidentStore:
         return await self._creations.submit(_Creation(_incident_values(new), new, card))
 
     async def get(self, incident_id: int) -> Incident:
+        await self.settled()
         async with self._sessions() as session:
             incident = await session.get(Incident, incident_id)
         if incident is None:
@@ -160,6 +171,7 @@ class IncidentStore:
 
     async def find_by_message(self, chat_id: int, message_id: int) -> Incident | None:
         """The incident made from a Telegram message, or whose card is that message."""
+        await self.settled()
         async with self._sessions() as session:
             return await session.scalar(
                 select(Incident)
@@ -203,6 +215,7 @@ class IncidentStore:
             filters.append(Incident.id < before)
         if after is not None:
             filters.append(Incident.id > after)
+        await self.settled()
         # The page just newer than `after` is read upwards from it, then turned around.
         upwards = after is not None
         async with self._sessions() as session:

@@ -1,7 +1,10 @@
 """The bot's routers, in the order updates try them.
 
-Commands first, then buttons, then ingestion (which reads any text, so it must come
-after the commands); all three only for served chats, by a router-level filter. Before
+Ingestion first: reports are most of the traffic, and its message filters (a `[tag]`,
+a status word in a reply, `#17 fixed`) match no command, so a report skips the command
+filters. Then commands, then buttons; all three only for served chats, by a
+router-level filter. Ingestion's catch-all for edited messages matches no command either:
+the commands handle new messages only. Before
 them, Telegram's notices of a group upgraded to a supergroup (whose new id is not served
 yet); last, the catch-all for chats outside ALLOWED_CHAT_IDS.
 
@@ -30,8 +33,8 @@ def create_routers(served_chats: ServedChats) -> list[Router]:
     ):
         observer.filter(in_scope)
     served.include_routers(
+        ingest.create_router(),
         commands.create_router(),
         buttons.create_router(),
-        ingest.create_router(),
     )
     return [migrations.create_router(), served, unserved.create_router(served_chats)]

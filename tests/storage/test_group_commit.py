@@ -25,10 +25,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
+        self.writing = asyncio.Event()
         self.release = asyncio.Event()
 
     async def write(self, batch: Sequence[str]) -> list[str | Exception]:
         self.batches.append(list(batch))
+        self.writing.set()
         await self.release.wait()
         if "bad" in batch:
             raise ValueError("bad operation")
@@ -40,14 +42,24 @@ async def test_operations_submitted_during_a_write_form_the_next_batch() -> None
     commit: GroupCommit[str, str] = GroupCommit(recorder.write, name="test")
 
     first = asyncio.create_task(commit.submit("a"))
-    await asyncio.sleep(0)  # "a" is being written alone: nothing waits for company
-    await asyncio.sleep(0)
+    await recorder.writing.wait()  # "a" is being written alone: nothing came with it
     later = [asyncio.create_task(commit.submit(name)) for name in ("b", "c", "d")]
     await asyncio.sleep(0)
     recorder.release.set()
 
     assert await asyncio.gather(first, *later) == ["A", "B", "C", "D"]
     assert recorder.batches == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_burst_submitted_together_is_one_batch() -> None:
+    recorder = Recorder()
+    recorder.release.set()
+    commit: GroupCommit[str, str] = GroupCommit(recorder.write, name="test")
+
+    results = await asyncio.gather(*(commit.submit(str(n)) for n in range(50)))
+
+    assert results == [str(n) for n in range(50)]
+    assert recorder.batches == [[str(n) for n in range(50)]]
 
 
 async def test_a_failing_operation_fails_alone() -> None:

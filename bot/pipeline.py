@@ -1,0 +1,109 @@
+"""Updates handled in order, their writes committed together, confirmed once all are done.
+
+Handling a polled batch of updates one after another, each waiting for its own commit,
+makes every report a transaction of its own. Here an update starts as soon as the one
+before it has finished or is waiting for its write to be committed (the store's group
+commit, `storage.batching`), so a burst of reports reaches the store as one batch, in
+the order Telegram sent it. Reads wait for the writes queued before them, so a reply to
+a report in the same burst still finds its incident.
+
+Telegram considers an update handled once a getUpdates call asks for a later offset.
+That call is held back until every update handed out so far has finished: an update is
+never confirmed before its write is committed, and a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.methods import GetUpdates, TelegramMethod
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import TelegramObject, Update
+
+from storage.batching import waiting_for_commit
+
+
+class UpdatePipeline(BaseMiddleware):
+    """An outer update middleware: each update takes its turn after the one before it."""
+
+    def __init__(self) -> None:
+        self._turn: asyncio.Future[None] | None = None
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_entered = -1
+        self._entered = asyncio.Event()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        previous = self._turn
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turn = turn
+        self._busy += 1
+        self._idle.clear()
+        if isinstance(event, Update):
+            self._last_entered = max(self._last_entered, event.update_id)
+            self._entered.set()
+
+        def pass_turn() -> None:
+            if not turn.done():
+                turn.set_result(None)
+
+        try:
+            if previous is not None:
+                # Cancelled here, this update passes its turn on in `finally` below.
+                await previous
+            waiting = waiting_for_commit.set(pass_turn)
+            try:
+                return await handler(event, data)
+            finally:
+                waiting_for_commit.reset(waiting)
+        finally:
+            pass_turn()
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Wait until every update handed to the pipeline so far has finished."""
+        await self._idle.wait()
+
+    async def finished_below(self, update_id: int) -> None:
+        """Wait until every update before `update_id` has entered and finished.
+
+        The updates of a polled batch are tasks that may not have started yet when the
+        next getUpdates is made; they start in order, so the last one entering means
+        every one has.
+        """
+        while self._last_entered < update_id - 1:
+            self._entered.clear()
+            await self._entered.wait()
+        await self.drained()
+
+
+class ConfirmWhenHandled(BaseRequestMiddleware):
+    """Holds back the getUpdates call that confirms updates still being handled."""
+
+    def __init__(self, pipeline: UpdatePipeline) -> None:
+        self._pipeline = pipeline
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        if isinstance(method, GetUpdates) and method.offset is not None:
+            await self._pipeline.finished_below(method.offset)
+        return await make_request(bot, method)

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Coroutine
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from pydantic import ValidationError
@@ -27,6 +27,8 @@ from storage.database import create_engine, create_session_factory, migrate
 from storage.store import IncidentStore
 
 logger = logging.getLogger("incident_bot")
+
+T = TypeVar("T")
 
 # How long shutdown waits for in-flight HTTP requests before cutting them off.
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -103,15 +105,14 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """Run `main` on uvloop where it is installed (uvicorn[standard] brings it, except on
     Windows): uvicorn picks it only for loops it starts itself, and this one is ours."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def main() -> int:

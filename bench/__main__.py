@@ -8,7 +8,6 @@ noisy, so absolute figures from different runs do not compare.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 import time
@@ -16,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from bench import growth, http_api, ingest
 from bench.report import Row, machine, render_table
+from main import run
 
 SECTIONS: dict[
     str, Callable[[argparse.Namespace, Callable[[str], None]], Awaitable[list[Row]]]
@@ -74,7 +74,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     header = machine()
     started = time.monotonic()
-    rows = asyncio.run(run_sections(options))
+    # The event loop main.py runs the service on (uvloop), for every section alike.
+    rows = run(run_sections(options))
     print()
     print(render_table(rows))
     print()

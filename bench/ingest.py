@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.report import TIMES, Row, per_second, ratio, verdict
 from bench.seed import TIME_FORMAT, connect, create_database, database_url
 from bench.stub_server import REPORT, RemoteStub
+from main import freeze_startup_objects
 
 FULL_UPDATES = 3000
 QUICK_UPDATES = 600
@@ -61,6 +62,7 @@ async def measure_service(path: Path, count: int) -> tuple[float, str]:
             store = IncidentStore(
                 create_session_factory(engine), on_delivery_queued=delivery_queued.set
             )
+            freeze_startup_objects()  # as main.py does once started
             async with run_bot(settings, store, delivery_queued=delivery_queued):
                 rate = await _polled_rate(stub, count, backlog["last_update_id"])
                 pending = await store.outbox.pending_count()
@@ -91,6 +93,7 @@ async def measure_aiogram(count: int) -> float:
         router = Router()
         router.message.register(do_nothing)
         dispatcher.include_router(router)
+        freeze_startup_objects()  # the same treatment as the service gets
         polling = asyncio.create_task(
             dispatcher.start_polling(bot, handle_as_tasks=False, handle_signals=False)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple, TypeAlias
 
 from sqlalchemy import (
     BigInteger,
@@ -120,6 +121,33 @@ class Incident(Base):
 
     def __repr__(self) -> str:
         return f"Incident(id={self.id}, status={self.status!s}, source={self.source!r})"
+
+
+class IncidentRow(NamedTuple):
+    """An incident as the store's reads return it: a plain row, detached from any session.
+
+    Reads skip the ORM: turning a page of rows into mapped objects (instance state,
+    identity map) costs more than the query itself. It has every column of `Incident`,
+    in table order, under the same names, so both read the same way.
+    """
+
+    id: int
+    description: str
+    status: Status
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    created_by: str | None
+    updated_by: str | None
+    chat_id: int | None
+    message_id: int | None
+    card_chat_id: int | None
+    card_message_id: int | None
+    idempotency_key: str | None
+
+
+AnyIncident: TypeAlias = Incident | IncidentRow
+"""An incident to show: mapped, as writes return it, or a row, as reads return it."""
 
 
 class IncidentCount(Base):

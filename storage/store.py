@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import BindParameter, Select, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.database import Writers
-from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, utcnow
+from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, IncidentRow, utcnow
 from storage.outbox import Outbox, queue_card_edit
 from storage.rules import (
     DEFAULT_SOURCE,
@@ -106,8 +107,73 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class IncidentPage:
-    items: list[Incident]
+    items: list[IncidentRow]
     total: int
+
+
+# The reads are Core statements over plain rows, built once. Building a select() and
+# computing its cache key costs about as much as running it, and an ORM Session with
+# mapped objects costs more again: together most of a list request's time. Each read is
+# one statement on a pooled connection; values go in as bound parameters.
+_INCIDENTS = Incident.__table__
+_COUNTS = IncidentCount.__table__
+_ROW_COLUMNS = [_INCIDENTS.c[name] for name in IncidentRow._fields]
+
+_BY_ID = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id == bindparam("id"))
+
+_MESSAGE_CHAT: BindParameter[int] = bindparam("chat_id")
+_MESSAGE_ID: BindParameter[int] = bindparam("message_id")
+_BY_MESSAGE = (
+    select(*_ROW_COLUMNS)
+    .where(
+        or_(
+            and_(_INCIDENTS.c.chat_id == _MESSAGE_CHAT, _INCIDENTS.c.message_id == _MESSAGE_ID),
+            and_(
+                _INCIDENTS.c.card_chat_id == _MESSAGE_CHAT,
+                _INCIDENTS.c.card_message_id == _MESSAGE_ID,
+            ),
+        )
+    )
+    .limit(1)
+)
+
+
+@cache
+def _total_query(by_status: bool, by_source: bool) -> Select[Any]:
+    """How many incidents match the status and source filters, from the kept counts."""
+    counted = []
+    if by_status:
+        counted.append(_COUNTS.c.status == bindparam("status"))
+    if by_source:
+        counted.append(_COUNTS.c.source == bindparam("source"))
+    return select(func.coalesce(func.sum(_COUNTS.c.total), 0)).where(*counted)
+
+
+@cache
+def _page_query(by_status: bool, by_source: bool, below: bool, above: bool) -> Select[Any]:
+    """A page of incidents with the filters' total as its last column (one per shape).
+
+    The total rides along as a scalar subquery, so a page and its count are one round
+    trip, read from one snapshot. Every row repeats it; an empty page carries none.
+    """
+    filters = []
+    if by_status:
+        filters.append(_INCIDENTS.c.status == bindparam("status"))
+    if by_source:
+        filters.append(_INCIDENTS.c.source == bindparam("source"))
+    if below:
+        filters.append(_INCIDENTS.c.id < bindparam("before"))
+    if above:
+        filters.append(_INCIDENTS.c.id > bindparam("after"))
+    total = _total_query(by_status, by_source).scalar_subquery()
+    # The page just newer than `after` is read upwards from it, then turned around.
+    return (
+        select(*_ROW_COLUMNS, total.label("total"))
+        .where(*filters)
+        .order_by(_INCIDENTS.c.id.asc() if above else _INCIDENTS.c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
 
 
 class IncidentStore:
@@ -178,27 +244,30 @@ class IncidentStore:
             self._delivery_queued()
         return Created(incident, created=True)
 
-    async def get(self, incident_id: int) -> Incident:
-        async with self._sessions() as session:
-            incident = await session.get(Incident, incident_id)
-        if incident is None:
-            raise IncidentNotFoundError(incident_id)
-        return incident
+    @cached_property
+    def _engine(self) -> AsyncEngine:
+        """What the reads run on: a pooled connection each, no Session needed."""
+        engine = self._sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("IncidentStore needs sessions bound to an AsyncEngine")
+        return engine
 
-    async def find_by_message(self, chat_id: int, message_id: int) -> Incident | None:
+    async def get(self, incident_id: int) -> IncidentRow:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_BY_ID, {"id": incident_id})).first()
+        if row is None:
+            raise IncidentNotFoundError(incident_id)
+        return IncidentRow._make(row)
+
+    async def find_by_message(self, chat_id: int, message_id: int) -> IncidentRow | None:
         """The incident made from a Telegram message, or whose card is that message."""
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Incident)
-                .where(
-                    ((Incident.chat_id == chat_id) & (Incident.message_id == message_id))
-                    | (
-                        (Incident.card_chat_id == chat_id)
-                        & (Incident.card_message_id == message_id)
-                    )
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    _BY_MESSAGE, {"chat_id": chat_id, "message_id": message_id}
                 )
-                .limit(1)
-            )
+            ).first()
+        return None if row is None else IncidentRow._make(row)
 
     async def list(
         self,
@@ -218,35 +287,27 @@ class IncidentStore:
         same at any depth, where `offset` walks past every skipped incident. The total
         counts every page, not just the incidents beyond the key.
         """
-        filters: list[Any] = []
-        counted: list[Any] = []
-        if status is not None:
-            filters.append(Incident.status == status)
-            counted.append(IncidentCount.status == status)
-        if source is not None:
-            filters.append(Incident.source == source.strip().lower())
-            counted.append(IncidentCount.source == source.strip().lower())
-        if before is not None:
-            filters.append(Incident.id < before)
+        params: dict[str, Any] = {
+            "status": status,
+            "source": None if source is None else source.strip().lower(),
+            "before": before,
+            "after": after,
+            "limit": limit,
+            "offset": offset,
+        }
+        by_status, by_source = status is not None, source is not None
+        page = _page_query(by_status, by_source, before is not None, after is not None)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(page, params)).all()
+            if rows:
+                total = rows[0][-1]
+            else:
+                # Past the last page (or nothing matches): no row carried the total.
+                total = await connection.scalar(_total_query(by_status, by_source), params)
+        items = [IncidentRow._make(row[:-1]) for row in rows]
         if after is not None:
-            filters.append(Incident.id > after)
-        # The page just newer than `after` is read upwards from it, then turned around.
-        upwards = after is not None
-        async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.coalesce(func.sum(IncidentCount.total), 0)).where(*counted)
-            )
-            rows = await session.scalars(
-                select(Incident)
-                .where(*filters)
-                .order_by(Incident.id.asc() if upwards else Incident.id.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-            items = list(rows)
-        if upwards:
             items.reverse()
-        return IncidentPage(items=items, total=total or 0)
+        return IncidentPage(items=items, total=int(total))
 
     async def change_status(
         self,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.models import Incident, IncidentRow
 from storage.rules import Status
@@ -59,3 +60,18 @@ async def test_empty_pages_still_carry_the_filters_total(store: IncidentStore) -
     assert (below_all.items, below_all.total) == ([], 1)
     assert (above_all.items, above_all.total) == ([], 1)
     assert (no_match.items, no_match.total) == ([], 0)
+
+
+async def test_times_stored_with_an_offset_are_read_as_utc(
+    store: IncidentStore, engine: AsyncEngine
+) -> None:
+    incident_id = (await store.create(NewIncident("a"))).incident.id
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE incidents SET updated_at = '2026-11-23 16:00:00.000000+02:00'")
+        )
+
+    incident = await store.get(incident_id)
+
+    assert incident.updated_at == datetime(2026, 11, 23, 14, tzinfo=UTC)
+    assert incident.updated_at.tzinfo is UTC

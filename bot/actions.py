@@ -19,7 +19,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.cards import Rendered, escape, render_card, status_label
 from bot.delivery import is_not_modified
 from bot.parsing import MissingDescription, Report
-from storage.models import Incident
+from storage.models import AnyIncident
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
     CardRequest,
@@ -133,7 +133,7 @@ async def show_card(message: Message, store: IncidentStore, incident_id: int) ->
     await reply_with_card(message, incident)
 
 
-async def reply_with_card(message: Message, incident: Incident) -> None:
+async def reply_with_card(message: Message, incident: AnyIncident) -> None:
     card = render_card(incident)
     await message.reply(card.text, reply_markup=card.reply_markup)
 

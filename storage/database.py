@@ -23,6 +23,12 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # How long a writer waits for another writer (the bot and the HTTP API, or a second
 # process) before SQLite gives up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How many connections to a SQLite file the pool keeps open: as many as it may ever hand
+# out at once (SQLAlchemy's default 5, plus its 10 overflow). An overflow connection is
+# otherwise closed as soon as it is returned, and opening one (a thread, the file, four
+# PRAGMAs) costs as much as several requests: at 8 concurrent clients that was a new
+# connection every 15-20 requests.
+SQLITE_POOL_SIZE = 15
 
 
 def _configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
@@ -39,11 +45,13 @@ def _configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     is_sqlite = url.get_backend_name() == "sqlite"
+    pool: dict[str, Any] = {}
     if is_sqlite and url.database and url.database != ":memory:":
         # A fresh checkout should just work, even with DATABASE_URL pointing into a
         # directory that does not exist yet.
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_pre_ping=not is_sqlite, pool_size=16, max_overflow=0)
+        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 0}
+    engine = create_async_engine(url, pool_pre_ping=not is_sqlite, **pool)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
     return engine

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, NamedTuple, TypeAlias
 
 from sqlalchemy import (
     BigInteger,
@@ -59,6 +61,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> Callable[[Any], datetime | None] | None:
+        # On SQLite the two steps (the dialect parses the text, then process_result_value
+        # makes it aware) are one call here: two values per incident add up on a page,
+        # and datetime.replace() alone costs several times a parse.
+        if dialect.name == "sqlite":
+            return _utc_from_sqlite
+        return super().result_processor(dialect, coltype)
+
+
+def _utc_from_sqlite(value: Any) -> datetime | None:
+    """SQLite's text for a UTCDateTime, as the aware datetime process_result_value gives."""
+    if value is None:
+        return None
+    try:
+        # As the store writes it: UTC without an offset, "2024-05-01 12:00:00.000000".
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:
+        parsed = datetime.fromisoformat(value)  # one that carries its own offset
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _string_enum(enum: type[StrEnum]) -> SAEnum:
@@ -120,6 +144,33 @@ class Incident(Base):
 
     def __repr__(self) -> str:
         return f"Incident(id={self.id}, status={self.status!s}, source={self.source!r})"
+
+
+class IncidentRow(NamedTuple):
+    """An incident as the store's reads return it: a plain row, detached from any session.
+
+    Reads skip the ORM: turning a page of rows into mapped objects (instance state,
+    identity map) costs more than the query itself. It has every column of `Incident`,
+    in table order, under the same names, so both read the same way.
+    """
+
+    id: int
+    description: str
+    status: Status
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    created_by: str | None
+    updated_by: str | None
+    chat_id: int | None
+    message_id: int | None
+    card_chat_id: int | None
+    card_message_id: int | None
+    idempotency_key: str | None
+
+
+AnyIncident: TypeAlias = Incident | IncidentRow
+"""An incident to show: a row, as the store returns it, or mapped, as the outbox hands it out."""
 
 
 class IncidentCount(Base):

@@ -3,7 +3,7 @@
 Each public method is one transaction, committed before it returns. What the bot must say
 about a change (a new incident's card, an edit of its card) is written to the outbox in
 that same transaction, so no change is ever stored without its message, nor the reverse.
-The store imports nothing from aiogram or FastAPI; it speaks in `Incident` rows and the
+The store imports nothing from aiogram or FastAPI; it speaks in `IncidentRow`s and the
 errors below.
 """
 
@@ -13,15 +13,27 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache, cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.batching import GroupCommit
 from storage.database import Writers
-from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, utcnow
+from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, IncidentRow, utcnow
 from storage.outbox import Outbox, queue_card_edit
 from storage.rules import (
     DEFAULT_SOURCE,
@@ -49,7 +61,7 @@ class IncidentNotFoundError(LookupError):
 class TransitionNotAllowedError(Exception):
     """The incident's current status does not allow the requested one."""
 
-    def __init__(self, incident: Incident, requested: Status) -> None:
+    def __init__(self, incident: IncidentRow, requested: Status) -> None:
         self.incident = incident
         self.current = incident.status
         self.requested = requested
@@ -64,7 +76,7 @@ class TransitionNotAllowedError(Exception):
 class StatusChangedMeanwhileError(Exception):
     """The incident is no longer in the status the caller saw (a lost race)."""
 
-    def __init__(self, incident: Incident, expected: Status) -> None:
+    def __init__(self, incident: IncidentRow, expected: Status) -> None:
         self.incident = incident
         self.expected = expected
         super().__init__(f"Incident {incident.id} is {incident.status} now, no longer {expected}")
@@ -93,14 +105,14 @@ class CardRequest:
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    incident: Incident
+    incident: IncidentRow
     created: bool
     """False when the message or Idempotency-Key had already produced this incident."""
 
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    incident: Incident
+    incident: IncidentRow
     previous: Status
     changed: bool
     """False when the incident already had the requested status (a successful no-op)."""
@@ -108,8 +120,73 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class IncidentPage:
-    items: list[Incident]
+    items: list[IncidentRow]
     total: int
+
+
+# The reads are Core statements over plain rows, built once. Building a select() and
+# computing its cache key costs about as much as running it, and an ORM Session with
+# mapped objects costs more again: together most of a list request's time. Each read is
+# one statement on a pooled connection; values go in as bound parameters.
+_INCIDENTS = Incident.metadata.tables[Incident.__tablename__]
+_COUNTS = IncidentCount.__table__
+_ROW_COLUMNS = [_INCIDENTS.c[name] for name in IncidentRow._fields]
+
+_BY_ID = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id == bindparam("id"))
+
+_MESSAGE_CHAT: BindParameter[int] = bindparam("chat_id")
+_MESSAGE_ID: BindParameter[int] = bindparam("message_id")
+_BY_MESSAGE = (
+    select(*_ROW_COLUMNS)
+    .where(
+        or_(
+            and_(_INCIDENTS.c.chat_id == _MESSAGE_CHAT, _INCIDENTS.c.message_id == _MESSAGE_ID),
+            and_(
+                _INCIDENTS.c.card_chat_id == _MESSAGE_CHAT,
+                _INCIDENTS.c.card_message_id == _MESSAGE_ID,
+            ),
+        )
+    )
+    .limit(1)
+)
+
+
+@cache
+def _total_query(by_status: bool, by_source: bool) -> Select[Any]:
+    """How many incidents match the status and source filters, from the kept counts."""
+    counted = []
+    if by_status:
+        counted.append(_COUNTS.c.status == bindparam("status"))
+    if by_source:
+        counted.append(_COUNTS.c.source == bindparam("source"))
+    return select(func.coalesce(func.sum(_COUNTS.c.total), 0)).where(*counted)
+
+
+@cache
+def _page_query(by_status: bool, by_source: bool, below: bool, above: bool) -> Select[Any]:
+    """A page of incidents with the filters' total as its last column (one per shape).
+
+    The total rides along as a scalar subquery, so a page and its count are one round
+    trip, read from one snapshot. Every row repeats it; an empty page carries none.
+    """
+    filters = []
+    if by_status:
+        filters.append(_INCIDENTS.c.status == bindparam("status"))
+    if by_source:
+        filters.append(_INCIDENTS.c.source == bindparam("source"))
+    if below:
+        filters.append(_INCIDENTS.c.id < bindparam("before"))
+    if above:
+        filters.append(_INCIDENTS.c.id > bindparam("after"))
+    total = _total_query(by_status, by_source).scalar_subquery()
+    # The page just newer than `after` is read upwards from it, then turned around.
+    return (
+        select(*_ROW_COLUMNS, total.label("total"))
+        .where(*filters)
+        .order_by(_INCIDENTS.c.id.asc() if above else _INCIDENTS.c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
 
 
 class IncidentStore:
@@ -161,29 +238,32 @@ class IncidentStore:
         """
         return await self._creations.submit(_Creation(_incident_values(new), new, card))
 
-    async def get(self, incident_id: int) -> Incident:
-        await self.settled()
-        async with self._sessions() as session:
-            incident = await session.get(Incident, incident_id)
-        if incident is None:
-            raise IncidentNotFoundError(incident_id)
-        return incident
+    @cached_property
+    def _engine(self) -> AsyncEngine:
+        """What the reads run on: a pooled connection each, no Session needed."""
+        engine = self._sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("IncidentStore needs sessions bound to an AsyncEngine")
+        return engine
 
-    async def find_by_message(self, chat_id: int, message_id: int) -> Incident | None:
+    async def get(self, incident_id: int) -> IncidentRow:
+        await self.settled()
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_BY_ID, {"id": incident_id})).first()
+        if row is None:
+            raise IncidentNotFoundError(incident_id)
+        return IncidentRow._make(row)
+
+    async def find_by_message(self, chat_id: int, message_id: int) -> IncidentRow | None:
         """The incident made from a Telegram message, or whose card is that message."""
         await self.settled()
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Incident)
-                .where(
-                    ((Incident.chat_id == chat_id) & (Incident.message_id == message_id))
-                    | (
-                        (Incident.card_chat_id == chat_id)
-                        & (Incident.card_message_id == message_id)
-                    )
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    _BY_MESSAGE, {"chat_id": chat_id, "message_id": message_id}
                 )
-                .limit(1)
-            )
+            ).first()
+        return None if row is None else IncidentRow._make(row)
 
     async def list(
         self,
@@ -203,36 +283,28 @@ class IncidentStore:
         same at any depth, where `offset` walks past every skipped incident. The total
         counts every page, not just the incidents beyond the key.
         """
-        filters: list[Any] = []
-        counted: list[Any] = []
-        if status is not None:
-            filters.append(Incident.status == status)
-            counted.append(IncidentCount.status == status)
-        if source is not None:
-            filters.append(Incident.source == source.strip().lower())
-            counted.append(IncidentCount.source == source.strip().lower())
-        if before is not None:
-            filters.append(Incident.id < before)
-        if after is not None:
-            filters.append(Incident.id > after)
+        params: dict[str, Any] = {
+            "status": status,
+            "source": None if source is None else source.strip().lower(),
+            "before": before,
+            "after": after,
+            "limit": limit,
+            "offset": offset,
+        }
+        by_status, by_source = status is not None, source is not None
+        page = _page_query(by_status, by_source, before is not None, after is not None)
         await self.settled()
-        # The page just newer than `after` is read upwards from it, then turned around.
-        upwards = after is not None
-        async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.coalesce(func.sum(IncidentCount.total), 0)).where(*counted)
-            )
-            rows = await session.scalars(
-                select(Incident)
-                .where(*filters)
-                .order_by(Incident.id.asc() if upwards else Incident.id.desc())
-                .limit(limit)
-                .offset(offset)
-            )
-            items = list(rows)
-        if upwards:
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(page, params)).all()
+            if rows:
+                total = rows[0][-1]
+            else:
+                # Past the last page (or nothing matches): no row carried the total.
+                total = await connection.scalar(_total_query(by_status, by_source), params)
+        items = [IncidentRow._make(row[:-1]) for row in rows]
+        if after is not None:
             items.reverse()
-        return IncidentPage(items=items, total=total or 0)
+        return IncidentPage(items=items, total=int(total))
 
     async def change_status(
         self,
@@ -255,17 +327,19 @@ class IncidentStore:
 
     async def update_description(
         self, chat_id: int, message_id: int, description: str
-    ) -> Incident | None:
+    ) -> IncidentRow | None:
         """Follow an edit of the Telegram message an incident was made from."""
         cleaned = normalize_description(description)
         async with self._writers.session() as session:
-            incident = await session.scalar(
-                update(Incident)
-                .where(Incident.chat_id == chat_id, Incident.message_id == message_id)
-                .values(description=cleaned, updated_at=utcnow())
-                .returning(Incident)
-                .execution_options(synchronize_session=False),
-            )
+            row = (
+                await session.execute(
+                    update(_INCIDENTS)
+                    .where(_INCIDENTS.c.chat_id == chat_id, _INCIDENTS.c.message_id == message_id)
+                    .values(description=cleaned, updated_at=utcnow())
+                    .returning(*_ROW_COLUMNS)
+                )
+            ).first()
+            incident = None if row is None else IncidentRow._make(row)
             edit_queued = incident is not None and self._queue_card_edit(session, incident)
             await session.commit()
         if edit_queued:
@@ -291,7 +365,7 @@ class IncidentStore:
                 unclaimed[_identity(creation.values)].append(index)
             created: list[Created | None] = [None] * len(batch)
             for row in inserted:
-                incident = Incident(**row._mapping)
+                incident = IncidentRow._make(row)
                 created[unclaimed[_identity(incident)].popleft()] = Created(incident, True)
             deliveries = [
                 _card_delivery(outcome.incident.id, creation.card)
@@ -339,11 +413,11 @@ class IncidentStore:
             connection = await session.connection()
             while True:
                 found = await connection.execute(
-                    select(_INCIDENTS).where(
+                    select(*_ROW_COLUMNS).where(
                         _INCIDENTS.c.id.in_({request.incident_id for request in batch})
                     )
                 )
-                judged = _Judgement({row.id: Incident(**row._mapping) for row in found}, utcnow())
+                judged = _Judgement({row.id: IncidentRow._make(row) for row in found}, utcnow())
                 outcomes = [judged.apply(request) for request in batch]
                 if not judged.changed:
                     return outcomes
@@ -378,7 +452,7 @@ class IncidentStore:
                 return outcomes
 
     @staticmethod
-    def _queue_card_edit(session: AsyncSession, incident: Incident) -> bool:
+    def _queue_card_edit(session: AsyncSession, incident: IncidentRow) -> bool:
         """Queue an edit of the incident's card, if it has one, to show it as it is now.
 
         An incident whose card is still waiting in the outbox needs no edit: the card is
@@ -405,20 +479,26 @@ class IncidentStore:
             self._on_delivery_queued()
 
     @staticmethod
-    async def _find_duplicate(session: AsyncSession, new: NewIncident) -> Incident | None:
+    async def _find_duplicate(session: AsyncSession, new: NewIncident) -> IncidentRow | None:
+        found = None
         if new.idempotency_key is not None:
-            found = await session.scalar(
-                select(Incident).where(Incident.idempotency_key == new.idempotency_key)
-            )
-            if found is not None:
-                return found
-        if new.chat_id is not None and new.message_id is not None:
-            return await session.scalar(
-                select(Incident).where(
-                    Incident.chat_id == new.chat_id, Incident.message_id == new.message_id
+            found = (
+                await session.execute(
+                    select(*_ROW_COLUMNS).where(
+                        _INCIDENTS.c.idempotency_key == new.idempotency_key
+                    )
                 )
-            )
-        return None
+            ).first()
+        if found is None and new.chat_id is not None and new.message_id is not None:
+            found = (
+                await session.execute(
+                    select(*_ROW_COLUMNS).where(
+                        _INCIDENTS.c.chat_id == new.chat_id,
+                        _INCIDENTS.c.message_id == new.message_id,
+                    )
+                )
+            ).first()
+        return None if found is None else IncidentRow._make(found)
 
 
 # What `create` is handed to write: the incident's checked column values, and the request.
@@ -454,19 +534,17 @@ def _incident_values(new: NewIncident) -> dict[str, Any]:
 _IDENTITY = ("description", "source", "status", "created_by", "chat_id", "message_id")
 
 
-def _identity(incident: Incident | dict[str, Any]) -> tuple[Any, ...]:
+def _identity(incident: IncidentRow | dict[str, Any]) -> tuple[Any, ...]:
     """What tells the rows of one INSERT apart (with the key, when there is one)."""
-    if isinstance(incident, Incident):
-        return (*(getattr(incident, name) for name in _IDENTITY), incident.idempotency_key)
-    return (*(incident[name] for name in _IDENTITY), incident["idempotency_key"])
+    if isinstance(incident, dict):
+        return (*(incident[name] for name in _IDENTITY), incident["idempotency_key"])
+    return (*(getattr(incident, name) for name in _IDENTITY), incident.idempotency_key)
 
 
 # Adds incidents, skipping any whose message or Idempotency-Key was stored before: INSERT
 # ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL share and SQLAlchemy spells per
 # dialect. Executed with a list of rows, SQLAlchemy sends them as one multi-row statement,
 # compiled once ("insertmanyvalues").
-_INCIDENTS = Incident.metadata.tables[Incident.__tablename__]
-
 # Moves one incident (of many, executed with a list of them) from the status it was read
 # in: compare-and-set, so a change another process made meanwhile is not overwritten.
 _MOVE_STATUS = (
@@ -480,7 +558,7 @@ _MOVE_STATUS = (
 _INSERT_NEW_INCIDENTS = {
     dialect.__name__.rpartition(".")[2]: dialect.insert(_INCIDENTS)
     .on_conflict_do_nothing()
-    .returning(*_INCIDENTS.c)
+    .returning(*_ROW_COLUMNS)
     for dialect in (sqlite, postgresql)
 }
 
@@ -500,11 +578,11 @@ class _Judgement:
     """The status requests of one batch, judged in order, each against the incident as
     the requests before it left it."""
 
-    def __init__(self, found: dict[int, Incident], now: datetime) -> None:
+    def __init__(self, found: dict[int, IncidentRow], now: datetime) -> None:
         self.now = now
         self._found = found
-        self._latest: dict[int, Incident] = {}
-        self.changed: dict[int, tuple[Incident, Incident]] = {}
+        self._latest: dict[int, IncidentRow] = {}
+        self.changed: dict[int, tuple[IncidentRow, IncidentRow]] = {}
         """Incident id -> (the incident as read, as the batch leaves it)."""
 
     def apply(self, request: _StatusRequest) -> StatusChange | Exception:
@@ -519,16 +597,9 @@ class _Judgement:
             return StatusChangedMeanwhileError(incident, request.expected)
         if not can_transition(current, request.new):
             return TransitionNotAllowedError(incident, request.new)
-        after = _copy(
-            incident, status=request.new, updated_at=self.now, updated_by=request.changed_by
+        after = incident._replace(
+            status=request.new, updated_at=self.now, updated_by=request.changed_by
         )
         self._latest[request.incident_id] = after
         self.changed[request.incident_id] = (read, after)
         return StatusChange(after, previous=current, changed=True)
-
-
-def _copy(incident: Incident, **changes: Any) -> Incident:
-    """A detached copy: what one request saw, which later requests of its batch must not
-    change under it."""
-    values = {column.key: getattr(incident, column.key) for column in Incident.__table__.c}
-    return Incident(**(values | changes))

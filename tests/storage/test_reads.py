@@ -1,0 +1,77 @@
+"""The store's reads: plain rows equal to the mapped incidents, and the total of a page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.models import Incident, IncidentRow
+from storage.rules import Status
+from storage.store import IncidentStore, NewIncident
+
+
+def _columns(incident: Incident) -> tuple[object, ...]:
+    return tuple(getattr(incident, name) for name in IncidentRow._fields)
+
+
+def test_incident_row_has_every_column_of_incidents_in_order() -> None:
+    assert IncidentRow._fields == tuple(column.key for column in inspect(Incident).columns)
+
+
+async def test_reads_return_the_columns_the_writes_stored(store: IncidentStore) -> None:
+    created = await store.create(
+        NewIncident("Disk full", source="zabbix", created_by="alice", chat_id=-5, message_id=7)
+    )
+    changed = await store.change_status(created.incident.id, Status.RESOLVED, changed_by="bob")
+    key = await store.create(NewIncident("By key", idempotency_key="k-1"))
+
+    got = await store.get(created.incident.id)
+    found = await store.find_by_message(-5, 7)
+    page = await store.list()
+
+    assert isinstance(got, IncidentRow)
+    assert tuple(got) == _columns(changed.incident)
+    assert found == got
+    assert [tuple(row) for row in page.items] == [
+        _columns(key.incident),
+        _columns(changed.incident),
+    ]
+    assert got.created_at.tzinfo is UTC
+    assert await store.find_by_message(-5, 8) is None
+
+
+async def test_empty_pages_still_carry_the_filters_total(store: IncidentStore) -> None:
+    # A page with rows reads its total from them; an empty one counts on its own.
+    for n in range(5):
+        await store.create(NewIncident(f"incident {n}", source="ops" if n % 2 else "zabbix"))
+    await store.change_status(2, Status.CLOSED)
+
+    full = await store.list(status=Status.OPEN, source="ops")
+    past_the_end = await store.list(status=Status.OPEN, source="ops", offset=5)
+    below_all = await store.list(status=Status.OPEN, source="ops", before=1)
+    above_all = await store.list(status=Status.OPEN, source="ops", after=5)
+    no_match = await store.list(status=Status.RESOLVED, source="ops")
+
+    assert [row.id for row in full.items] == [4]
+    assert full.total == 1
+    assert (past_the_end.items, past_the_end.total) == ([], 1)
+    assert (below_all.items, below_all.total) == ([], 1)
+    assert (above_all.items, above_all.total) == ([], 1)
+    assert (no_match.items, no_match.total) == ([], 0)
+
+
+async def test_times_stored_with_an_offset_are_read_as_utc(
+    store: IncidentStore, engine: AsyncEngine
+) -> None:
+    incident_id = (await store.create(NewIncident("a"))).incident.id
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE incidents SET updated_at = '2026-11-23 16:00:00.000000+02:00'")
+        )
+
+    incident = await store.get(incident_id)
+
+    assert incident.updated_at == datetime(2026, 11, 23, 14, tzinfo=UTC)
+    assert incident.updated_at.tzinfo is UTC

@@ -373,7 +373,7 @@ class IncidentStore:
                 if outcome is not None and creation.card is not None
             ]
             if deliveries:
-                await session.execute(insert(Delivery), deliveries)
+                await session.execute(_INSERT_DELIVERIES, deliveries)
             await self._add_to_counts(
                 session,
                 Counter(
@@ -545,6 +545,10 @@ def _identity(incident: IncidentRow | dict[str, Any]) -> tuple[Any, ...]:
 # ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL share and SQLAlchemy spells per
 # dialect. Executed with a list of rows, SQLAlchemy sends them as one multi-row statement,
 # compiled once ("insertmanyvalues").
+# The outbox rows for new incidents' cards, executed with a list of them; Core rather than
+# the ORM's bulk insert, which inspects every row (a tenth of what storing a report costs).
+_INSERT_DELIVERIES = insert(Delivery.metadata.tables[Delivery.__tablename__])
+
 # Moves one incident (of many, executed with a list of them) from the status it was read
 # in: compare-and-set, so a change another process made meanwhile is not overwritten.
 _MOVE_STATUS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
 from pydantic import TypeAdapter
 
 from api.dependencies import Announcement, Store
@@ -18,6 +18,7 @@ from api.schemas import (
     StatusUpdate,
     TransitionErrorOut,
 )
+from storage.models import IncidentRow
 from storage.rules import Status
 from storage.store import NewIncident
 
@@ -63,17 +64,25 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such incident"}
 }
 
-# The reads turn the store's rows into JSON here, in one validating pass, and return the
-# bytes as the Response. Returning the models instead would have FastAPI validate the
-# whole list a second time before it serialises it. `response_model` on the routes keeps
+# Every route turns the store's rows into JSON here, in one validating pass, and returns
+# the bytes as the Response. Returning the models instead would have FastAPI validate
+# them a second time before it serialises them. `response_model` on the routes keeps
 # the documented schema; the bytes are the same either way.
 _INCIDENT_LIST = TypeAdapter(list[IncidentOut])
 _INCIDENT = TypeAdapter(IncidentOut)
 
 
+def _incident_response(
+    incident: IncidentRow, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = _INCIDENT.dump_json(_INCIDENT.validate_python(incident, from_attributes=True))
+    return Response(body, status_code, headers, media_type="application/json")
+
+
 @router.post(
     "",
     status_code=201,
+    response_model=IncidentOut,
     responses={
         200: {
             "model": IncidentOut,
@@ -91,10 +100,8 @@ async def create_incident(
     payload: IncidentCreate,
     store: Store,
     announcement: Announcement,
-    request: Request,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> IncidentOut:
+) -> Response:
     """Report a new incident."""
     result = await store.create(
         NewIncident(
@@ -107,23 +114,25 @@ async def create_incident(
         card=announcement,
     )
     incident = result.incident
-    if not result.created:
-        # A retry must be the same request. Its status may differ: the incident may have
-        # moved on since it was created, which does not make this a different incident.
-        if (incident.description, incident.source) != (payload.description, payload.source):
-            raise HTTPException(
-                status_code=409,
-                detail=(
-                    f"Idempotency-Key {idempotency_key!r} was already used to create incident"
-                    f" {incident.id} with a different description or source;"
-                    " use a new key for a new incident"
-                ),
-            )
-        response.status_code = 200
-    response.headers["Location"] = request.app.url_path_for(
-        "get_incident", incident_id=str(incident.id)
+    # A retry must be the same request. Its status may differ: the incident may have moved
+    # on since it was created, which does not make this a different incident.
+    if not result.created and (incident.description, incident.source) != (
+        payload.description,
+        payload.source,
+    ):
+        raise HTTPException(
+            status_code=409,
+            detail=(
+                f"Idempotency-Key {idempotency_key!r} was already used to create incident"
+                f" {incident.id} with a different description or source;"
+                " use a new key for a new incident"
+            ),
+        )
+    # get_incident's path, written out: url_path_for would try every route in turn.
+    location = {"Location": f"{router.prefix}/{incident.id}"}
+    return _incident_response(
+        incident, status_code=201 if result.created else 200, headers=location
     )
-    return IncidentOut.model_validate(incident)
 
 
 @router.get(
@@ -173,12 +182,12 @@ async def list_incidents(
 @router.get("/{incident_id}", response_model=IncidentOut, responses=_NOT_FOUND)
 async def get_incident(incident_id: IncidentId, store: Store) -> Response:
     """Get one incident."""
-    incident = _INCIDENT.validate_python(await store.get(incident_id), from_attributes=True)
-    return Response(_INCIDENT.dump_json(incident), media_type="application/json")
+    return _incident_response(await store.get(incident_id))
 
 
 @router.patch(
     "/{incident_id}/status",
+    response_model=IncidentOut,
     responses={
         **_NOT_FOUND,
         409: {
@@ -189,7 +198,7 @@ async def get_incident(incident_id: IncidentId, store: Store) -> Response:
 )
 async def change_incident_status(
     incident_id: IncidentId, change: StatusUpdate, store: Store
-) -> IncidentOut:
+) -> Response:
     """Move an incident to another status (its current status is a no-op)."""
     result = await store.change_status(incident_id, change.status, changed_by=API_ACTOR)
-    return IncidentOut.model_validate(result.incident)
+    return _incident_response(result.incident)

@@ -4,9 +4,10 @@ Ingestion first: reports are most of the traffic, and its message filters (a `[t
 a status word in a reply, `#17 fixed`) match no command, so a report skips the command
 filters. Then commands, then buttons; all three only for served chats, by a
 router-level filter. Ingestion's catch-all for edited messages matches no command either:
-the commands handle new messages only. Before
-them, Telegram's notices of a group upgraded to a supergroup (whose new id is not served
-yet); last, the catch-all for chats outside ALLOWED_CHAT_IDS.
+the commands handle new messages only. After them, Telegram's notices of a group
+upgraded to a supergroup: no handler above takes a service message, so they fall through
+to it whether the chat is served or (the new supergroup's id) not yet, and a report does
+not pass its filters on the way. Last, the catch-all for chats outside ALLOWED_CHAT_IDS.
 
 Each module builds its router in `create_router()` rather than at import: an aiogram
 router can be attached to one dispatcher only, and every `create_dispatcher()` call
@@ -37,4 +38,4 @@ def create_routers(served_chats: ServedChats) -> list[Router]:
         commands.create_router(),
         buttons.create_router(),
     )
-    return [migrations.create_router(), served, unserved.create_router(served_chats)]
+    return [served, migrations.create_router(), unserved.create_router(served_chats)]

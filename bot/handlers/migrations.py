@@ -4,7 +4,7 @@ Telegram announces the upgrade twice: a service message with `migrate_to_chat_id
 old group and one with `migrate_from_chat_id` in the new supergroup. Either is enough:
 what is still queued for the old id goes to the new one, the new id is served from now
 on (ALLOWED_CHAT_IDS still names the old one), and both survive a restart. This router
-comes before the served-chats filter, since the new id is not served until this runs.
+is not behind the served-chats filter, since the new id is not served until this runs.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ async def migrated_from(message: Message, served: ServedChats, outbox: Outbox) -
         await follow_migration(message.migrate_from_chat_id, message.chat.id, served, outbox)
 
 
-# Coroutine filters: every message passes this router first, and aiogram runs a plain
-# function filter (F.migrate_to_chat_id) in a worker thread, two thread hops a message.
+# Coroutine filters: every message the served chats' routers leave passes this router, and
+# aiogram runs a plain function filter (F.migrate_to_chat_id) in a worker thread.
 async def _announces_migration_to(message: Message) -> bool:
     return message.migrate_to_chat_id is not None
 

@@ -8,7 +8,7 @@ handled. The rate is the backlog over the time from the first getUpdates to the
 confirmation of the last update, both on the stand-in's clock.
 
 References, in the same run: aiogram's own polling and dispatch of the same backlog to a
-handler that does nothing (the same polling mode, `handle_as_tasks=False`), and plain
+handler that does nothing (one update at a time, `handle_as_tasks=False`), and plain
 `sqlite3` inserting the same incident rows into the same schema, one transaction per row,
 with the service's pragmas (WAL, synchronous=NORMAL).
 """

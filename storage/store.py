@@ -321,6 +321,9 @@ class IncidentStore:
         Concurrent changes share a transaction and are judged in the order they came, each
         against the result of the ones before it.
         """
+        # Judged against the incident as every write queued before it leaves it: a
+        # creation still in the queue is stored first.
+        await self._creations.settled()
         return await self._status_changes.submit(
             _StatusRequest(incident_id, new, expected, changed_by)
         )
@@ -330,6 +333,7 @@ class IncidentStore:
     ) -> IncidentRow | None:
         """Follow an edit of the Telegram message an incident was made from."""
         cleaned = normalize_description(description)
+        await self.settled()
         async with self._writers.session() as session:
             row = (
                 await session.execute(

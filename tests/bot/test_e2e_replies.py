@@ -104,26 +104,32 @@ async def test_status_word_replying_to_plain_message_does_nothing(scene: Scene) 
 async def test_a_burst_in_one_poll_is_handled_in_the_order_it_was_written(
     stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
 ) -> None:
-    # Written while the bot was away, all five come in its first getUpdates: the reports
-    # are stored as one batch, and the reply and `#2 closed` still see report 2 stored
-    # and each other's change, in order.
+    # Written while the bot was away, all six come in its first getUpdates: the reports
+    # are stored as one batch, and what follows them still sees them stored (`#3 closed`
+    # right behind report 3, the reply to report 2) and each other's change, in order.
     chat, alice, bob = stub.supergroup(), stub.user("Alice"), stub.user("Bob")
     reports = [
         await stub.send_user_message(chat, alice, f"[monitoring] Point {n} down")
         for n in range(1, 4)
     ]
+    closed_3 = await stub.send_user_message(chat, bob, "#3 closed")
     fixed = await stub.send_user_message(chat, bob, "fixed", reply_to=reports[1].message_id)
-    closed = await stub.send_user_message(chat, bob, "#2 closed")
+    closed_2 = await stub.send_user_message(chat, bob, "#2 closed")
 
     async with launch_bot():
-        resolved_card = await stub.wait_for_message(chat, reply_to=fixed)
-        closed_card = await stub.wait_for_message(chat, reply_to=closed)
+        cards = [
+            await stub.wait_for_message(chat, reply_to=asked)
+            for asked in (closed_3, fixed, closed_2)
+        ]
         await all_handled(stub)
 
-    assert (resolved_card.text or "").startswith("🟢 Incident #2 · resolved · monitoring")
-    assert (closed_card.text or "").startswith("⚪ Incident #2 · closed · monitoring")
+    assert [(card.text or "").split("\n")[0] for card in cards] == [
+        "⚪ Incident #3 · closed · monitoring",
+        "🟢 Incident #2 · resolved · monitoring",
+        "⚪ Incident #2 · closed · monitoring",
+    ]
     assert [(await store.get(n)).status for n in (1, 2, 3)] == [
         Status.OPEN,
         Status.CLOSED,
-        Status.OPEN,
+        Status.CLOSED,
     ]

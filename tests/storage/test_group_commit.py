@@ -149,3 +149,19 @@ async def test_concurrent_creations_get_their_own_incidents_and_one_card_each(
         cards = await connection.scalar(text("SELECT count(*) FROM outbox"))
     assert cards == 30
     assert await _counts_match_incidents(engine)
+
+
+async def test_a_change_sees_the_creations_queued_before_it(store: IncidentStore) -> None:
+    # The first creation is being written when the second is queued, and then a change
+    # of the second: the change must not be judged before the second is stored.
+    first = asyncio.create_task(store.create(NewIncident("Точка 1 не отвечает")))
+    for _ in range(10):  # until the first batch is waiting on the database
+        await asyncio.sleep(0)
+    second = asyncio.create_task(store.create(NewIncident("Точка 2 не отвечает")))
+    change = asyncio.create_task(store.change_status(2, Status.RESOLVED))
+
+    await first
+    created, changed = await asyncio.gather(second, change)
+
+    assert created.incident.id == 2
+    assert changed.changed and changed.incident.status == Status.RESOLVED

@@ -1,11 +1,13 @@
 """Group commit: writes submitted while another batch is being written share a transaction.
 
 Through async SQLAlchemy and aiosqlite a statement costs about the same for one row as for
-a hundred (it is four round trips to the driver's thread), and so does a commit. Writing
-each request's change on its own makes that cost per request; writing what has gathered
-meanwhile as one batch, with one statement per table, makes it per batch. Nothing waits
-on purpose: a lone write is written at once, and a batch is simply whatever arrived while
-the previous one was being written, so batches grow with the load and only with it.
+a hundred (it is several round trips to the driver's thread), and so does a commit.
+Writing each request's change on its own makes that cost per request; writing what has
+gathered meanwhile as one batch, with one statement per table, makes it per batch.
+Nothing waits on a timer: a batch is written once the event loop has gone a few turns
+without a new submission (microseconds for a lone write), and it holds whatever arrived
+meanwhile and while the batch before it was written, so batches grow with the load and
+only with it.
 
 Every submitter still gets its own result or its own error, after the batch's commit.
 """

@@ -52,11 +52,6 @@ def can_transition(current: Status, new: Status) -> bool:
     return new in TRANSITIONS[current]
 
 
-def statuses_leading_to(new: Status) -> tuple[Status, ...]:
-    """The statuses an incident may be in for a change to `new` to be allowed."""
-    return tuple(status for status, targets in TRANSITIONS.items() if new in targets)
-
-
 def parse_status(raw: str) -> Status:
     try:
         return Status(raw.strip().lower())

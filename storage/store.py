@@ -484,25 +484,22 @@ class IncidentStore:
 
     @staticmethod
     async def _find_duplicate(session: AsyncSession, new: NewIncident) -> IncidentRow | None:
-        found = None
+        """The incident stored before under this Idempotency-Key, else from this message."""
+        keys = []
         if new.idempotency_key is not None:
-            found = (
-                await session.execute(
-                    select(*_ROW_COLUMNS).where(
-                        _INCIDENTS.c.idempotency_key == new.idempotency_key
-                    )
+            keys.append(_INCIDENTS.c.idempotency_key == new.idempotency_key)
+        if new.chat_id is not None and new.message_id is not None:
+            keys.append(
+                and_(
+                    _INCIDENTS.c.chat_id == new.chat_id,
+                    _INCIDENTS.c.message_id == new.message_id,
                 )
-            ).first()
-        if found is None and new.chat_id is not None and new.message_id is not None:
-            found = (
-                await session.execute(
-                    select(*_ROW_COLUMNS).where(
-                        _INCIDENTS.c.chat_id == new.chat_id,
-                        _INCIDENTS.c.message_id == new.message_id,
-                    )
-                )
-            ).first()
-        return None if found is None else IncidentRow._make(found)
+            )
+        for key in keys:
+            found = (await session.execute(select(*_ROW_COLUMNS).where(key))).first()
+            if found is not None:
+                return IncidentRow._make(found)
+        return None
 
 
 # What `create` is handed to write: the incident's checked column values, and the request.
@@ -535,20 +532,24 @@ def _incident_values(new: NewIncident) -> dict[str, Any]:
     }
 
 
-_IDENTITY = ("description", "source", "status", "created_by", "chat_id", "message_id")
+_IDENTITY = (
+    "description",
+    "source",
+    "status",
+    "created_by",
+    "chat_id",
+    "message_id",
+    "idempotency_key",
+)
 
 
 def _identity(incident: IncidentRow | dict[str, Any]) -> tuple[Any, ...]:
-    """What tells the rows of one INSERT apart (with the key, when there is one)."""
+    """What tells the rows of one INSERT apart: the values a creation gives them."""
     if isinstance(incident, dict):
-        return (*(incident[name] for name in _IDENTITY), incident["idempotency_key"])
-    return (*(getattr(incident, name) for name in _IDENTITY), incident.idempotency_key)
+        return tuple(incident[name] for name in _IDENTITY)
+    return tuple(getattr(incident, name) for name in _IDENTITY)
 
 
-# Adds incidents, skipping any whose message or Idempotency-Key was stored before: INSERT
-# ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL share and SQLAlchemy spells per
-# dialect. Executed with a list of rows, SQLAlchemy sends them as one multi-row statement,
-# compiled once ("insertmanyvalues").
 # The outbox rows for new incidents' cards, executed with a list of them; Core rather than
 # the ORM's bulk insert, which inspects every row (a tenth of what storing a report costs).
 _INSERT_DELIVERIES = insert(Delivery.metadata.tables[Delivery.__tablename__])
@@ -563,6 +564,10 @@ _MOVE_STATUS = (
     )
 )
 
+# Adds incidents, skipping any whose message or Idempotency-Key was stored before: INSERT
+# ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL share and SQLAlchemy spells per
+# dialect. Executed with a list of rows, SQLAlchemy sends them as one multi-row statement,
+# compiled once ("insertmanyvalues").
 _INSERT_NEW_INCIDENTS = {
     dialect.__name__.rpartition(".")[2]: dialect.insert(_INCIDENTS)
     .on_conflict_do_nothing()

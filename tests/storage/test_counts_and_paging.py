@@ -12,21 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage.database import alembic_config, create_engine, create_session_factory, migrate
 from storage.rules import Status
 from storage.store import IncidentStore, NewIncident
-
-COUNTED = text(
-    "SELECT status, source, total FROM incident_counts WHERE total != 0 ORDER BY status, source"
-)
-RECOUNTED = text(
-    "SELECT status, source, count(*) FROM incidents GROUP BY status, source"
-    " ORDER BY status, source"
-)
-
-
-async def _counts_match_incidents(engine: AsyncEngine) -> bool:
-    async with engine.connect() as connection:
-        kept = (await connection.execute(COUNTED)).all()
-        recounted = (await connection.execute(RECOUNTED)).all()
-    return list(map(tuple, kept)) == list(map(tuple, recounted))
+from tests.storage.counts import counts_match_incidents
 
 
 async def test_list_total_follows_creates_changes_and_duplicates(
@@ -59,7 +45,7 @@ async def test_list_total_follows_creates_changes_and_duplicates(
     assert operator.total == len(operator.items) == 5  # "operator" is the default source
     assert open_operator.total == len(open_operator.items) == 3
     assert none.total == 0
-    assert await _counts_match_incidents(engine)
+    assert await counts_match_incidents(engine)
 
 
 async def test_list_before_pages_by_key_with_the_whole_total(store: IncidentStore) -> None:
@@ -123,6 +109,6 @@ async def test_migration_counts_incidents_stored_before_it(tmp_path: Path) -> No
 
         assert (await store.list()).total == 5
         assert (await store.list(status=Status.OPEN, source="ops")).total == 3
-        assert await _counts_match_incidents(engine)
+        assert await counts_match_incidents(engine)
     finally:
         await engine.dispose()

@@ -17,7 +17,7 @@ from storage.store import (
     StatusChangedMeanwhileError,
     TransitionNotAllowedError,
 )
-from tests.storage.test_counts_and_paging import _counts_match_incidents
+from tests.storage.counts import counts_match_incidents
 
 
 class Recorder:
@@ -120,7 +120,7 @@ async def test_concurrent_changes_of_one_incident_are_judged_in_order(
     assert not isinstance(closed, BaseException) and closed.previous == Status.RESOLVED
     stored = await store.get(incident.id)
     assert (stored.status, stored.updated_by) == (Status.CLOSED, "cat")
-    assert await _counts_match_incidents(engine)
+    assert await counts_match_incidents(engine)
 
 
 async def test_concurrent_creations_get_their_own_incidents_and_one_card_each(
@@ -148,7 +148,7 @@ async def test_concurrent_creations_get_their_own_incidents_and_one_card_each(
     async with engine.connect() as connection:
         cards = await connection.scalar(text("SELECT count(*) FROM outbox"))
     assert cards == 30
-    assert await _counts_match_incidents(engine)
+    assert await counts_match_incidents(engine)
 
 
 async def test_a_change_sees_the_creations_queued_before_it(store: IncidentStore) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # How long a writer waits for another writer (the bot and the HTTP API, or a second
@@ -42,18 +43,37 @@ def _configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
     cursor.close()
 
 
+def _roll_back_if_in_transaction(
+    dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState
+) -> None:
+    # The pool's reset for connections going back, in place of its unconditional
+    # rollback: a read opens no transaction, and a rollback is a trip to the driver's
+    # thread for nothing. aiosqlite knows whether one is open without that trip.
+    # (A connection being thrown away, not checked in, takes its transaction with it.)
+    if state.transaction_was_reset or state.terminate_only or not state.asyncio_safe:
+        return
+    driver: Any = record.driver_connection
+    if driver.in_transaction:
+        dbapi_connection.rollback()
+
+
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     is_sqlite = url.get_backend_name() == "sqlite"
-    pool: dict[str, Any] = {}
+    on_aiosqlite = is_sqlite and url.get_driver_name() == "aiosqlite"
+    options: dict[str, Any] = {"pool_pre_ping": not is_sqlite}
     if is_sqlite and url.database and url.database != ":memory:":
         # A fresh checkout should just work, even with DATABASE_URL pointing into a
         # directory that does not exist yet.
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 0}
-    engine = create_async_engine(url, pool_pre_ping=not is_sqlite, **pool)
+        options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=0)
+    if on_aiosqlite:
+        options.update(pool_reset_on_return=None)  # _roll_back_if_in_transaction instead
+    engine = create_async_engine(url, **options)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+    if on_aiosqlite:
+        event.listen(engine.sync_engine, "reset", _roll_back_if_in_transaction)
     return engine
 
 

@@ -35,6 +35,7 @@ from storage.batching import GroupCommit
 from storage.database import Writers
 from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, IncidentRow, utcnow
 from storage.outbox import Outbox, queue_card_edit
+from storage.reads import Reads
 from storage.rules import (
     DEFAULT_SOURCE,
     Status,
@@ -127,7 +128,7 @@ class IncidentPage:
 # The reads are Core statements over plain rows, built once. Building a select() and
 # computing its cache key costs about as much as running it, and an ORM Session with
 # mapped objects costs more again: together most of a list request's time. Each read is
-# one statement on a pooled connection; values go in as bound parameters.
+# one statement (`storage.reads`); values go in as bound parameters.
 _INCIDENTS = Incident.metadata.tables[Incident.__tablename__]
 _COUNTS = IncidentCount.__table__
 _ROW_COLUMNS = [_INCIDENTS.c[name] for name in IncidentRow._fields]
@@ -239,17 +240,15 @@ class IncidentStore:
         return await self._creations.submit(_Creation(_incident_values(new), new, card))
 
     @cached_property
-    def _engine(self) -> AsyncEngine:
-        """What the reads run on: a pooled connection each, no Session needed."""
+    def _reads(self) -> Reads:
         engine = self._sessions.kw.get("bind")
         if not isinstance(engine, AsyncEngine):
             raise TypeError("IncidentStore needs sessions bound to an AsyncEngine")
-        return engine
+        return Reads(engine)
 
     async def get(self, incident_id: int) -> IncidentRow:
         await self.settled()
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(_BY_ID, {"id": incident_id})).first()
+        row = await self._reads.first(_BY_ID, {"id": incident_id})
         if row is None:
             raise IncidentNotFoundError(incident_id)
         return IncidentRow._make(row)
@@ -257,12 +256,7 @@ class IncidentStore:
     async def find_by_message(self, chat_id: int, message_id: int) -> IncidentRow | None:
         """The incident made from a Telegram message, or whose card is that message."""
         await self.settled()
-        async with self._engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    _BY_MESSAGE, {"chat_id": chat_id, "message_id": message_id}
-                )
-            ).first()
+        row = await self._reads.first(_BY_MESSAGE, {"chat_id": chat_id, "message_id": message_id})
         return None if row is None else IncidentRow._make(row)
 
     async def list(
@@ -294,13 +288,12 @@ class IncidentStore:
         by_status, by_source = status is not None, source is not None
         page = _page_query(by_status, by_source, before is not None, after is not None)
         await self.settled()
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(page, params)).all()
-            if rows:
-                total = rows[0][-1]
-            else:
-                # Past the last page (or nothing matches): no row carried the total.
-                total = await connection.scalar(_total_query(by_status, by_source), params)
+        rows = await self._reads.all(page, params)
+        if rows:
+            total = rows[0][-1]
+        else:
+            # Past the last page (or nothing matches): no row carried the total.
+            (total,) = await self._reads.first(_total_query(by_status, by_source), params) or (0,)
         items = [IncidentRow._make(row[:-1]) for row in rows]
         if after is not None:
             items.reverse()

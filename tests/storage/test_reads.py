@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import inspect, text
+import pytest
+from sqlalchemy import Select, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.models import Incident, IncidentRow
+from storage.reads import Reads
 from storage.rules import Status
-from storage.store import IncidentStore, NewIncident
+from storage.store import _BY_ID, _BY_MESSAGE, IncidentStore, NewIncident, _page_query
 
 
 def _columns(incident: Incident) -> tuple[object, ...]:
@@ -75,3 +78,40 @@ async def test_times_stored_with_an_offset_are_read_as_utc(
 
     assert incident.updated_at == datetime(2026, 11, 23, 14, tzinfo=UTC)
     assert incident.updated_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        (_BY_ID, {"id": 2}),
+        (_BY_MESSAGE, {"chat_id": -5, "message_id": 7}),
+        (_BY_MESSAGE, {"chat_id": -5, "message_id": 8}),
+        (
+            _page_query(by_status=True, by_source=True, below=True, above=False),
+            {"status": Status.OPEN, "source": "ops", "before": 9, "limit": 3, "offset": 1},
+        ),
+        (
+            _page_query(by_status=False, by_source=False, below=False, above=True),
+            {"after": 2, "limit": 50, "offset": 0},
+        ),
+    ],
+)
+async def test_single_trip_reads_give_what_sqlalchemy_gives(
+    store: IncidentStore, engine: AsyncEngine, statement: Select[Any], params: dict[str, Any]
+) -> None:
+    # `storage.reads` converts values in and out itself on SQLite; SQLAlchemy's own
+    # execution of the same statement is the reference, types included.
+    for n in range(10):
+        new = NewIncident(f"Точка {n} не отвечает", source="ops" if n % 3 else "zabbix")
+        await store.create(new)
+    await store.create(NewIncident("from chat", chat_id=-5, message_id=7))
+    await store.change_status(4, Status.RESOLVED)
+    async with engine.connect() as connection:
+        expected = [tuple(row) for row in await connection.execute(statement, params)]
+
+    got = await Reads(engine).all(statement, params)
+
+    assert got == expected
+    assert [[type(value) for value in row] for row in got] == [
+        [type(value) for value in row] for row in expected
+    ]

@@ -29,13 +29,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.batching import GroupCommit
 from storage.database import Writers
 from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, IncidentRow, utcnow
 from storage.outbox import Outbox, queue_card_edit
-from storage.reads import Reads
 from storage.rules import (
     DEFAULT_SOURCE,
     Status,
@@ -44,6 +43,7 @@ from storage.rules import (
     normalize_description,
     normalize_source,
 )
+from storage.statements import Statements
 
 # Adds to the count of incidents with a status and source (creating it at the first one).
 # Upsert syntax that SQLite (3.24+) and PostgreSQL share.
@@ -128,12 +128,15 @@ class IncidentPage:
 # The reads are Core statements over plain rows, built once. Building a select() and
 # computing its cache key costs about as much as running it, and an ORM Session with
 # mapped objects costs more again: together most of a list request's time. Each read is
-# one statement (`storage.reads`); values go in as bound parameters.
+# one statement (`storage.statements`); values go in as bound parameters.
 _INCIDENTS = Incident.metadata.tables[Incident.__tablename__]
 _COUNTS = IncidentCount.__table__
 _ROW_COLUMNS = [_INCIDENTS.c[name] for name in IncidentRow._fields]
 
 _BY_ID = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id == bindparam("id"))
+
+# The incidents a batch of status changes is about.
+_BY_IDS = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id.in_(bindparam("ids", expanding=True)))
 
 _MESSAGE_CHAT: BindParameter[int] = bindparam("chat_id")
 _MESSAGE_ID: BindParameter[int] = bindparam("message_id")
@@ -240,15 +243,15 @@ class IncidentStore:
         return await self._creations.submit(_Creation(_incident_values(new), new, card))
 
     @cached_property
-    def _reads(self) -> Reads:
+    def _statements(self) -> Statements:
         engine = self._sessions.kw.get("bind")
         if not isinstance(engine, AsyncEngine):
             raise TypeError("IncidentStore needs sessions bound to an AsyncEngine")
-        return Reads(engine)
+        return Statements(engine)
 
     async def get(self, incident_id: int) -> IncidentRow:
         await self.settled()
-        row = await self._reads.first(_BY_ID, {"id": incident_id})
+        row = await self._statements.first(_BY_ID, {"id": incident_id})
         if row is None:
             raise IncidentNotFoundError(incident_id)
         return IncidentRow._make(row)
@@ -256,7 +259,9 @@ class IncidentStore:
     async def find_by_message(self, chat_id: int, message_id: int) -> IncidentRow | None:
         """The incident made from a Telegram message, or whose card is that message."""
         await self.settled()
-        row = await self._reads.first(_BY_MESSAGE, {"chat_id": chat_id, "message_id": message_id})
+        row = await self._statements.first(
+            _BY_MESSAGE, {"chat_id": chat_id, "message_id": message_id}
+        )
         return None if row is None else IncidentRow._make(row)
 
     async def list(
@@ -288,12 +293,14 @@ class IncidentStore:
         by_status, by_source = status is not None, source is not None
         page = _page_query(by_status, by_source, before is not None, after is not None)
         await self.settled()
-        rows = await self._reads.all(page, params)
+        rows = await self._statements.all(page, params)
         if rows:
             total = rows[0][-1]
         else:
             # Past the last page (or nothing matches): no row carried the total.
-            (total,) = await self._reads.first(_total_query(by_status, by_source), params) or (0,)
+            (total,) = await self._statements.first(
+                _total_query(by_status, by_source), params
+            ) or (0,)
         items = [IncidentRow._make(row[:-1]) for row in rows]
         if after is not None:
             items.reverse()
@@ -372,7 +379,7 @@ class IncidentStore:
             if deliveries:
                 await session.execute(_INSERT_DELIVERIES, deliveries)
             await self._add_to_counts(
-                session,
+                await session.connection(),
                 Counter(
                     (outcome.incident.status, outcome.incident.source)
                     for outcome in created
@@ -410,16 +417,15 @@ class IncidentStore:
             connection = await session.connection()
             while True:
                 found = await connection.execute(
-                    select(*_ROW_COLUMNS).where(
-                        _INCIDENTS.c.id.in_({request.incident_id for request in batch})
-                    )
+                    _BY_IDS, {"ids": list({request.incident_id for request in batch})}
                 )
                 judged = _Judgement({row.id: IncidentRow._make(row) for row in found}, utcnow())
                 outcomes = [judged.apply(request) for request in batch]
                 if not judged.changed:
                     return outcomes
                 by_id = judged.changed
-                written = await connection.execute(
+                written = await self._statements.execute_many(
+                    connection,
                     _MOVE_STATUS,
                     [
                         {
@@ -432,7 +438,7 @@ class IncidentStore:
                         for id_, (read, now) in by_id.items()
                     ],
                 )
-                if written.rowcount != len(by_id):
+                if written != len(by_id):
                     # Lost a race with another process between the read and the UPDATE.
                     await session.rollback()
                     connection = await session.connection()
@@ -442,7 +448,7 @@ class IncidentStore:
                 for read, now in by_id.values():
                     counts[read.status, read.source] -= 1
                     counts[now.status, now.source] += 1
-                await self._add_to_counts(session, counts)
+                await self._add_to_counts(connection, counts)
                 await session.commit()
                 if any(edits_queued):
                     self._delivery_queued()
@@ -460,8 +466,9 @@ class IncidentStore:
         queue_card_edit(session, incident.id, incident.card_chat_id)
         return True
 
-    @staticmethod
-    async def _add_to_counts(session: AsyncSession, deltas: Counter[tuple[Status, str]]) -> None:
+    async def _add_to_counts(
+        self, connection: AsyncConnection, deltas: Counter[tuple[Status, str]]
+    ) -> None:
         """Keep `incident_counts` in step, in the transaction of the change itself."""
         changes = [
             {"status": status.value, "source": source, "delta": delta}
@@ -469,7 +476,7 @@ class IncidentStore:
             if delta
         ]
         if changes:
-            await session.execute(_ADD_TO_COUNT, changes)
+            await self._statements.execute_many(connection, _ADD_TO_COUNT, changes)
 
     def _delivery_queued(self) -> None:
         if self._on_delivery_queued is not None:

@@ -10,8 +10,8 @@ from sqlalchemy import Select, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.models import Incident, IncidentRow
-from storage.reads import Reads
 from storage.rules import Status
+from storage.statements import Statements
 from storage.store import _BY_ID, _BY_MESSAGE, IncidentStore, NewIncident, _page_query
 
 
@@ -99,7 +99,7 @@ async def test_times_stored_with_an_offset_are_read_as_utc(
 async def test_single_trip_reads_give_what_sqlalchemy_gives(
     store: IncidentStore, engine: AsyncEngine, statement: Select[Any], params: dict[str, Any]
 ) -> None:
-    # `storage.reads` converts values in and out itself on SQLite; SQLAlchemy's own
+    # `storage.statements` converts values in and out itself on SQLite; SQLAlchemy's own
     # execution of the same statement is the reference, types included.
     for n in range(10):
         new = NewIncident(f"Точка {n} не отвечает", source="ops" if n % 3 else "zabbix")
@@ -109,7 +109,7 @@ async def test_single_trip_reads_give_what_sqlalchemy_gives(
     async with engine.connect() as connection:
         expected = [tuple(row) for row in await connection.execute(statement, params)]
 
-    got = await Reads(engine).all(statement, params)
+    got = await Statements(engine).all(statement, params)
 
     assert got == expected
     assert [[type(value) for value in row] for row in got] == [

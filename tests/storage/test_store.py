@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
+from contextlib import closing
 from datetime import UTC
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import create_engine, create_session_factory
@@ -18,6 +22,7 @@ from storage.store import (
     StatusChangedMeanwhileError,
     TransitionNotAllowedError,
 )
+from tests.storage.counts import counts_match_incidents
 
 # A route from `open` to each status, through allowed transitions only.
 PATH_FROM_OPEN = {
@@ -128,6 +133,45 @@ async def test_change_status_from_two_engines_at_once_never_locks(
 
     assert len(set(ids)) == 200
     assert page.total == 200
+
+
+async def test_change_status_is_judged_again_when_another_process_moved_it_meanwhile(
+    store: IncidentStore, engine: AsyncEngine, database_url: str
+) -> None:
+    incident = (await store.create(NewIncident("Точка 3 не отвечает"))).incident
+    reads_of_the_batch = 0
+
+    def another_process_closes_it(
+        _connection: Any, _cursor: Any, statement: str, *_args: Any
+    ) -> None:
+        # Between the batch's read and its compare-and-set UPDATE, once.
+        nonlocal reads_of_the_batch
+        if not statement.startswith("SELECT") or " IN (" not in statement:
+            return
+        reads_of_the_batch += 1
+        if reads_of_the_batch > 1:
+            return
+        with closing(sqlite3.connect(database_url.partition(":///")[2])) as other, other:
+            other.execute("UPDATE incidents SET status = 'closed' WHERE id = ?", (incident.id,))
+            other.execute(
+                "UPDATE incident_counts SET total = total - 1"
+                " WHERE status = 'open' AND source = 'operator'"
+            )
+            other.execute(
+                "INSERT INTO incident_counts (status, source, total)"
+                " VALUES ('closed', 'operator', 1)"
+                " ON CONFLICT (status, source) DO UPDATE SET total = total + 1"
+            )
+
+    event.listen(engine.sync_engine, "after_cursor_execute", another_process_closes_it)
+
+    with pytest.raises(TransitionNotAllowedError) as refused:
+        await store.change_status(incident.id, Status.IN_PROGRESS)
+
+    assert reads_of_the_batch == 2
+    assert refused.value.current is Status.CLOSED
+    assert (await store.get(incident.id)).status is Status.CLOSED
+    assert await counts_match_incidents(engine)
 
 
 async def test_create_same_message_twice_stores_one_incident(store: IncidentStore) -> None:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, TextClause, Update
+from sqlalchemy import Insert, Select, TextClause, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 Processor = Callable[[Any], Any]
-Statement = Select[Any] | Update | TextClause
+Statement = Select[Any] | Insert | Update | TextClause
 
 # How many reads go to SQLite at once. Their work is the driver's, under the GIL for each
 # row: more threads than the machine's cores only take turns, and each turn is a wake-up.
@@ -62,10 +63,13 @@ def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
         name: bind.type.dialect_impl(dialect).bind_processor(dialect)
         for name, bind in compiled.binds.items()
     }
-    columns = statement.selected_columns if isinstance(statement, Select) else ()
-    results = (
-        column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-    )
+    if isinstance(statement, Select):
+        types = [column.type for column in statement.selected_columns]
+    elif isinstance(statement, Insert):
+        types = [column["type"] for column in statement.returning_column_descriptions]
+    else:
+        types = []
+    results = (type_.dialect_impl(dialect).result_processor(dialect, None) for type_ in types)
     conversions = tuple((index, process) for index, process in enumerate(results) if process)
     return _Compiled(compiled.string, compiled, binds, conversions)
 
@@ -89,14 +93,19 @@ class Statements:
         self, statement: Select[Any], params: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
         """Every row of a read, on a pooled connection of its own (no transaction)."""
+        turn = self._reading if self._single_trip else nullcontext()
+        async with turn, self._engine.connect() as connection:
+            return await self.all_in(connection, statement, params)
+
+    async def all_in(
+        self, connection: AsyncConnection, statement: Statement, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Every row a statement returns, run on `connection` (in its transaction)."""
         if not self._single_trip:
-            async with self._engine.connect() as connection:
-                return [tuple(row) for row in await connection.execute(statement, params)]
+            return [tuple(row) for row in await connection.execute(statement, params)]
         compiled = self._compiled_form(statement)
-        values = compiled.values(params)
-        async with self._reading, self._engine.connect() as connection:
-            driver = await _driver(connection)
-            raw = await driver.execute_fetchall(compiled.sql, values)
+        driver = await _driver(connection)
+        raw = await driver.execute_fetchall(compiled.sql, compiled.values(params))
         return [compiled.row(row) for row in raw]
 
     async def first(

@@ -10,7 +10,7 @@ errors below.
 from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, cached_property
@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    Insert,
     Select,
     and_,
     bindparam,
@@ -351,7 +352,8 @@ class IncidentStore:
         return incident
 
     async def _write_creations(self, batch: Sequence[_Creation]) -> Sequence[Created | Exception]:
-        """One INSERT for the batch's incidents, one for their cards, one for the counts.
+        """INSERTs for the batch's incidents (a few, of fixed sizes), one for their cards,
+        one for the counts.
 
         A message or Idempotency-Key seen before inserts nothing (ON CONFLICT DO NOTHING)
         and its creation gets the incident stored the first time.
@@ -359,9 +361,13 @@ class IncidentStore:
         now = utcnow()
         rows = [{**creation.values, "created_at": now, "updated_at": now} for creation in batch]
         async with self._writers.session() as session:
-            inserted = await session.execute(
-                _INSERT_NEW_INCIDENTS[session.get_bind().dialect.name], rows
-            )
+            connection = await session.connection()
+            inserted: list[tuple[Any, ...]] = []
+            for piece in _in_insert_sizes(rows):
+                insert_piece = _insert_new_incidents(connection.dialect.name, len(piece))
+                inserted += await self._statements.all_in(
+                    connection, insert_piece, _numbered(piece)
+                )
             # RETURNING comes in no promised order: each row goes to a creation with the
             # same values (identical creations are interchangeable).
             unclaimed: dict[tuple[Any, ...], deque[int]] = defaultdict(deque)
@@ -379,7 +385,7 @@ class IncidentStore:
             if deliveries:
                 await session.execute(_INSERT_DELIVERIES, deliveries)
             await self._add_to_counts(
-                await session.connection(),
+                connection,
                 Counter(
                     (outcome.incident.status, outcome.incident.source)
                     for outcome in created
@@ -564,16 +570,41 @@ _MOVE_STATUS = (
     )
 )
 
-# Adds incidents, skipping any whose message or Idempotency-Key was stored before: INSERT
-# ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL share and SQLAlchemy spells per
-# dialect. Executed with a list of rows, SQLAlchemy sends them as one multi-row statement,
-# compiled once ("insertmanyvalues").
-_INSERT_NEW_INCIDENTS = {
-    dialect.__name__.rpartition(".")[2]: dialect.insert(_INCIDENTS)
-    .on_conflict_do_nothing()
-    .returning(*_ROW_COLUMNS)
-    for dialect in (sqlite, postgresql)
-}
+# The columns a creation writes: what `_incident_values` gives, and the two times.
+_INSERTED = (*_IDENTITY, "updated_by", "created_at", "updated_at")
+
+# A batch's new incidents go out as INSERTs of these sizes, largest first (13 = 8 + 4 + 1):
+# each INSERT is one trip to the driver, and these few are the only ones ever compiled.
+_INSERT_SIZES = (64, 32, 16, 8, 4, 2, 1)
+
+
+@cache
+def _insert_new_incidents(dialect: str, rows: int) -> Insert:
+    """Adds `rows` incidents, skipping any whose message or Idempotency-Key was stored
+    before: INSERT ... ON CONFLICT DO NOTHING, which SQLite and PostgreSQL share and
+    SQLAlchemy spells per dialect. Row n's values are bound as "<column>_<n>"."""
+    values = [
+        {name: bindparam(f"{name}_{n}", type_=_INCIDENTS.c[name].type) for name in _INSERTED}
+        for n in range(rows)
+    ]
+    statement: Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(_INCIDENTS).values(values).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(_INCIDENTS).values(values).on_conflict_do_nothing()
+    return statement.returning(*_ROW_COLUMNS)
+
+
+def _in_insert_sizes(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    start = 0
+    for size in _INSERT_SIZES:
+        while len(rows) - start >= size:
+            yield rows[start : start + size]
+            start += size
+
+
+def _numbered(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"{name}_{n}": row[name] for n, row in enumerate(rows) for name in _INSERTED}
 
 
 def _card_delivery(incident_id: int, card: CardRequest) -> dict[str, Any]:

@@ -174,6 +174,29 @@ async def test_change_status_is_judged_again_when_another_process_moved_it_meanw
     assert await counts_match_incidents(engine)
 
 
+async def test_create_a_burst_of_any_size_stores_each_report_once_in_order(
+    store: IncidentStore, engine: AsyncEngine
+) -> None:
+    # 76 reports and a redelivered one: one transaction of 77 rows, written as INSERTs of
+    # a few fixed sizes (64 + 8 + 4 + 1).
+    reports = [
+        NewIncident(f"Самокат #{n} не отвечает", chat_id=-100, message_id=n) for n in range(76)
+    ]
+    # Report 3 seen again, in a later INSERT than its first time.
+    submitted = [*reports[:70], reports[3], *reports[70:]]
+
+    created = await asyncio.gather(*(store.create(report) for report in submitted))
+
+    assert [c.incident.description for c in created] == [r.description for r in submitted]
+    assert [c.created for c in created] == [True] * 70 + [False] + [True] * 6
+    assert created[70].incident == created[3].incident
+    ids = [c.incident.id for c in created if c.created]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 76
+    assert (await store.list(limit=200)).total == 76
+    assert await counts_match_incidents(engine)
+
+
 async def test_create_same_message_twice_stores_one_incident(store: IncidentStore) -> None:
     report = NewIncident("Точка не отвечает", source="monitoring", chat_id=-100, message_id=7)
 

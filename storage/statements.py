@@ -7,15 +7,14 @@ trip wakes two threads. On a small machine those wake-ups, not SQLite, were most
 read's time, and with a dozen connections reading at once their threads spent it taking
 turns at the GIL. Here each statement is one call of aiosqlite's (`execute_fetchall`,
 `executemany`): compiled once by SQLAlchemy for the engine's dialect, with values
-converted in and out by the columns' own types, as SQLAlchemy does. Other databases
-take SQLAlchemy's ordinary path.
+converted in and out by the columns' own types, as SQLAlchemy does; errors come as the
+driver's own (`sqlite3.Error`), unwrapped. Other databases take SQLAlchemy's ordinary path.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,10 +91,24 @@ class Statements:
     async def all(
         self, statement: Select[Any], params: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
-        """Every row of a read, on a pooled connection of its own (no transaction)."""
-        turn = self._reading if self._single_trip else nullcontext()
-        async with turn, self._engine.connect() as connection:
-            return await self.all_in(connection, statement, params)
+        """Every row of a read, on a pooled connection of its own.
+
+        The connection is taken from the pool as the bare DBAPI connection: a SELECT opens
+        no transaction, so none of `AsyncConnection`'s bookkeeping around one is needed.
+        """
+        if not self._single_trip:
+            async with self._engine.connect() as connection:
+                return await self.all_in(connection, statement, params)
+        compiled = self._compiled_form(statement)
+        values = compiled.values(params)
+        async with self._reading:
+            pooled = await self._engine.raw_connection()
+            try:
+                driver: Any = pooled.driver_connection
+                raw = await driver.execute_fetchall(compiled.sql, values)
+            finally:
+                pooled.close()
+        return [compiled.row(row) for row in raw]
 
     async def all_in(
         self, connection: AsyncConnection, statement: Statement, params: Mapping[str, Any]

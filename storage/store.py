@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -134,6 +135,7 @@ _INCIDENTS = Incident.metadata.tables[Incident.__tablename__]
 _COUNTS = IncidentCount.__table__
 _ROW_COLUMNS = [_INCIDENTS.c[name] for name in IncidentRow._fields]
 
+_PING = select(literal(1))
 _BY_ID = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id == bindparam("id"))
 
 # The incidents a batch of status changes is about.
@@ -220,8 +222,7 @@ class IncidentStore:
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""
-        async with self._sessions() as session:
-            await session.execute(text("SELECT 1"))
+        await self._statements.all(_PING, {})
 
     async def settled(self) -> None:
         """Wait for the creations and status changes queued so far to be committed.

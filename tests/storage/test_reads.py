@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,3 +116,21 @@ async def test_single_trip_reads_give_what_sqlalchemy_gives(
     assert [[type(value) for value in row] for row in got] == [
         [type(value) for value in row] for row in expected
     ]
+
+
+async def test_cancelled_reads_give_their_connections_back(
+    store: IncidentStore, engine: AsyncEngine
+) -> None:
+    # A client that hangs up cancels its request's read mid-flight.
+    for n in range(60):
+        await store.create(NewIncident(f"incident {n}"))
+    reads = [asyncio.create_task(store.list(limit=50)) for _ in range(20)]
+    await asyncio.sleep(0)
+    for read in reads:
+        read.cancel()
+    await asyncio.gather(*reads, return_exceptions=True)
+
+    page = await store.list(limit=50)
+
+    assert engine.sync_engine.pool.checkedout() == 0
+    assert [row.id for row in page.items] == list(range(60, 10, -1))

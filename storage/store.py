@@ -138,8 +138,25 @@ _ROW_COLUMNS = [_INCIDENTS.c[name] for name in IncidentRow._fields]
 _PING = select(literal(1))
 _BY_ID = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id == bindparam("id"))
 
-# The incidents a batch of status changes is about.
-_BY_IDS = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id.in_(bindparam("ids", expanding=True)))
+
+@cache
+def _incidents_with_ids(count: int) -> Select[Any]:
+    """The incidents whose ids are bound as id_0 ... id_<count - 1>."""
+    ids: list[BindParameter[int]] = [bindparam(f"id_{n}") for n in range(count)]
+    return select(*_ROW_COLUMNS).where(_INCIDENTS.c.id.in_(ids))
+
+
+def _by_ids(ids: set[int]) -> tuple[Select[Any], dict[str, int]]:
+    """The statement and values that read the incidents with these ids (a batch's).
+
+    The id list is padded to a power of two by repeating an id, so a handful of
+    statements serve every batch, each compiled once.
+    """
+    listed = sorted(ids)
+    count = 1 << (len(listed) - 1).bit_length()
+    listed += listed[-1:] * (count - len(listed))
+    return _incidents_with_ids(count), {f"id_{n}": id_ for n, id_ in enumerate(listed)}
+
 
 _MESSAGE_CHAT: BindParameter[int] = bindparam("chat_id")
 _MESSAGE_ID: BindParameter[int] = bindparam("message_id")
@@ -423,10 +440,11 @@ class IncidentStore:
         async with self._writers.session() as session:
             connection = await session.connection()
             while True:
-                found = await connection.execute(
-                    _BY_IDS, {"ids": list({request.incident_id for request in batch})}
+                by_ids, ids = _by_ids({request.incident_id for request in batch})
+                found = map(
+                    IncidentRow._make, await self._statements.all_in(connection, by_ids, ids)
                 )
-                judged = _Judgement({row.id: IncidentRow._make(row) for row in found}, utcnow())
+                judged = _Judgement({incident.id: incident for incident in found}, utcnow())
                 outcomes = [judged.apply(request) for request in batch]
                 if not judged.changed:
                     return outcomes

@@ -10,17 +10,19 @@ from datetime import UTC
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.database import create_engine, create_session_factory
 from storage.rules import TRANSITIONS, InvalidIncidentError, Status
 from storage.store import (
+    _INSERTED,
     IncidentNotFoundError,
     IncidentStore,
     NewIncident,
     StatusChangedMeanwhileError,
     TransitionNotAllowedError,
+    _incident_values,
 )
 from tests.storage.counts import counts_match_incidents
 
@@ -136,34 +138,30 @@ async def test_change_status_from_two_engines_at_once_never_locks(
 
 
 async def test_change_status_is_judged_again_when_another_process_moved_it_meanwhile(
-    store: IncidentStore, engine: AsyncEngine, database_url: str
+    store: IncidentStore,
+    engine: AsyncEngine,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     incident = (await store.create(NewIncident("Точка 3 не отвечает"))).incident
+    statements = store._statements
+    run_in_transaction = statements.all_in
     reads_of_the_batch = 0
 
-    def another_process_closes_it(
-        _connection: Any, _cursor: Any, statement: str, *_args: Any
-    ) -> None:
-        # Between the batch's read and its compare-and-set UPDATE, once.
+    async def another_process_closes_it_after_the_first_read(
+        connection: AsyncConnection, statement: Any, values: Any
+    ) -> list[tuple[Any, ...]]:
+        # Between the batch's read and its compare-and-set UPDATE, once: what a second
+        # process (or a second instance of the service) may do at any time.
         nonlocal reads_of_the_batch
-        if not statement.startswith("SELECT") or " IN (" not in statement:
-            return
-        reads_of_the_batch += 1
-        if reads_of_the_batch > 1:
-            return
-        with closing(sqlite3.connect(database_url.partition(":///")[2])) as other, other:
-            other.execute("UPDATE incidents SET status = 'closed' WHERE id = ?", (incident.id,))
-            other.execute(
-                "UPDATE incident_counts SET total = total - 1"
-                " WHERE status = 'open' AND source = 'operator'"
-            )
-            other.execute(
-                "INSERT INTO incident_counts (status, source, total)"
-                " VALUES ('closed', 'operator', 1)"
-                " ON CONFLICT (status, source) DO UPDATE SET total = total + 1"
-            )
+        rows = await run_in_transaction(connection, statement, values)
+        if isinstance(statement, Select):
+            reads_of_the_batch += 1
+        if reads_of_the_batch == 1:
+            _close_as_another_process(database_url, incident.id)
+        return rows
 
-    event.listen(engine.sync_engine, "after_cursor_execute", another_process_closes_it)
+    monkeypatch.setattr(statements, "all_in", another_process_closes_it_after_the_first_read)
 
     with pytest.raises(TransitionNotAllowedError) as refused:
         await store.change_status(incident.id, Status.IN_PROGRESS)
@@ -172,6 +170,28 @@ async def test_change_status_is_judged_again_when_another_process_moved_it_meanw
     assert refused.value.current is Status.CLOSED
     assert (await store.get(incident.id)).status is Status.CLOSED
     assert await counts_match_incidents(engine)
+
+
+def _close_as_another_process(database_url: str, incident_id: int) -> None:
+    with closing(sqlite3.connect(database_url.partition(":///")[2])) as other, other:
+        other.execute("UPDATE incidents SET status = 'closed' WHERE id = ?", (incident_id,))
+        other.execute(
+            "UPDATE incident_counts SET total = total - 1"
+            " WHERE status = 'open' AND source = 'operator'"
+        )
+        other.execute(
+            "INSERT INTO incident_counts (status, source, total)"
+            " VALUES ('closed', 'operator', 1)"
+            " ON CONFLICT (status, source) DO UPDATE SET total = total + 1"
+        )
+
+
+def test_a_creations_insert_writes_every_value_it_carries() -> None:
+    # Each row's values are bound by name into the INSERT; one it did not name would be
+    # dropped without a word.
+    values = _incident_values(NewIncident("Точка не отвечает"))
+
+    assert {*values, "created_at", "updated_at"} == set(_INSERTED)
 
 
 async def test_create_a_burst_of_any_size_stores_each_report_once_in_order(

@@ -440,11 +440,10 @@ class IncidentStore:
         async with self._writers.session() as session:
             connection = await session.connection()
             while True:
-                by_ids, ids = _by_ids({request.incident_id for request in batch})
-                found = map(
-                    IncidentRow._make, await self._statements.all_in(connection, by_ids, ids)
-                )
-                judged = _Judgement({incident.id: incident for incident in found}, utcnow())
+                statement, values = _by_ids({request.incident_id for request in batch})
+                found = await self._statements.all_in(connection, statement, values)
+                incidents = map(IncidentRow._make, found)
+                judged = _Judgement({incident.id: incident for incident in incidents}, utcnow())
                 outcomes = [judged.apply(request) for request in batch]
                 if not judged.changed:
                     return outcomes

@@ -57,6 +57,9 @@ class _Compiled:
 
 
 def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
+    # Every parameter is bound as it is compiled: a statement with an expanding one
+    # (`in_(bindparam(..., expanding=True))`), which SQLAlchemy renders only as it
+    # executes, would not run here; the store spells its id lists out instead.
     compiled: Any = statement.compile(dialect=dialect)
     binds = {
         name: bind.type.dialect_impl(dialect).bind_processor(dialect)

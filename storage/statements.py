@@ -33,12 +33,15 @@ CONCURRENT_READS = 2
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    sql: str
     compiled: Any
-    """SQLAlchemy's compiled form: knows the parameters' order and literal values."""
+    """SQLAlchemy's compiled form: the SQL, the parameters' order and literal values."""
     bind_processors: Mapping[str, Processor | None]
     conversions: tuple[tuple[int, Processor], ...]
     """(column index, processor) for the result columns whose type converts values."""
+
+    @property
+    def sql(self) -> str:
+        return str(self.compiled.string)
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         named = self.compiled.construct_params(params)
@@ -73,7 +76,7 @@ def _compile(statement: Statement, dialect: Dialect) -> _Compiled:
         types = []
     results = (type_.dialect_impl(dialect).result_processor(dialect, None) for type_ in types)
     conversions = tuple((index, process) for index, process in enumerate(results) if process)
-    return _Compiled(compiled.string, compiled, binds, conversions)
+    return _Compiled(compiled, binds, conversions)
 
 
 class Statements:

@@ -105,16 +105,12 @@ class Statements:
         if not self._single_trip:
             async with self._engine.connect() as connection:
                 return await self.all_in(connection, statement, params)
-        compiled = self._compiled_form(statement)
-        values = compiled.values(params)
         async with self._reading:
             pooled = await self._engine.raw_connection()
             try:
-                driver: Any = pooled.driver_connection
-                raw = await driver.execute_fetchall(compiled.sql, values)
+                return await self._fetch_all(pooled.driver_connection, statement, params)
             finally:
                 pooled.close()
-        return [compiled.row(row) for row in raw]
 
     async def all_in(
         self, connection: AsyncConnection, statement: Statement, params: Mapping[str, Any]
@@ -122,8 +118,12 @@ class Statements:
         """Every row a statement returns, run on `connection` (in its transaction)."""
         if not self._single_trip:
             return [tuple(row) for row in await connection.execute(statement, params)]
+        return await self._fetch_all(await _driver(connection), statement, params)
+
+    async def _fetch_all(
+        self, driver: Any, statement: Statement, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
         compiled = self._compiled_form(statement)
-        driver = await _driver(connection)
         raw = await driver.execute_fetchall(compiled.sql, compiled.values(params))
         return [compiled.row(row) for row in raw]
 

@@ -157,8 +157,8 @@ async def test_change_status_is_judged_again_when_another_process_moved_it_meanw
         rows = await run_in_transaction(connection, statement, values)
         if isinstance(statement, Select):
             reads_of_the_batch += 1
-        if reads_of_the_batch == 1:
-            _close_as_another_process(database_url, incident.id)
+            if reads_of_the_batch == 1:
+                _close_as_another_process(database_url, incident.id)
         return rows
 
     monkeypatch.setattr(statements, "all_in", another_process_closes_it_after_the_first_read)

@@ -3,6 +3,10 @@
 Both share one process, one event loop and one store. Configuration comes from the
 environment or `.env` (see `.env.example`); with none at all this serves the HTTP API on
 http://127.0.0.1:8000 over a SQLite file `incidents.db` in the working directory.
+
+SIGINT and SIGTERM stop the service with exit code 0 at any moment, start-up included.
+That is why this module imports only the standard library at the top: the rest (seconds
+of imports, aiogram's most of all) is imported once the handlers are in place.
 """
 
 from __future__ import annotations
@@ -14,17 +18,12 @@ import signal
 import sys
 from collections.abc import Coroutine
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import uvicorn
-from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+if TYPE_CHECKING:
+    import uvicorn
 
-from api.app import create_app
-from bot.errors import BotStartError
-from settings import Settings, describe_error
-from storage.database import create_engine, create_session_factory, migrate
-from storage.store import IncidentStore
+    from settings import Settings
 
 logger = logging.getLogger("incident_bot")
 
@@ -32,6 +31,7 @@ T = TypeVar("T")
 
 # How long shutdown waits for in-flight HTTP requests before cutting them off.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def configure_logging(level: str) -> None:
@@ -42,13 +42,58 @@ def configure_logging(level: str) -> None:
     )
 
 
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    # uvicorn re-raises the SIGINT/SIGTERM it handled once it has shut down; by then
-    # shutdown is already under way, so the re-raised signal must not kill the process.
-    logger.debug("Signal %s received during shutdown", signal.Signals(signum).name)
+def _exit_at_once(signum: int, frame: FrameType | None) -> NoReturn:
+    # Before the event loop runs there is nothing to close: leave as if never started.
+    raise SystemExit(0)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM once the event loop runs.
+
+    Before the HTTP server serves, a signal cancels start-up (whatever it waits for: the
+    database, a migration); while it serves, the server stops gracefully, and the bot and
+    the store after it; once stopping, further signals change nothing (uvicorn itself
+    turns a second Ctrl+C into a forced exit while it serves).
+    """
+
+    def __init__(self, starting: asyncio.Task[Any]) -> None:
+        self._starting = starting
+        self._server: uvicorn.Server | None = None
+        self.requested = False
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for handled in STOP_SIGNALS:
+            loop.add_signal_handler(handled, self.stop)
+
+    def serving(self, server: uvicorn.Server) -> None:
+        """From now on a stop is the server's graceful shutdown."""
+        self._server = server
+        if self.requested:
+            server.should_exit = True
+
+    def stop(self) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        if self._server is not None:
+            self._server.should_exit = True
+        else:
+            self._starting.cancel()
 
 
 async def serve(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM; raises BotStartError if Telegram rejects BOT_TOKEN."""
+    current = asyncio.current_task()
+    assert current is not None
+    stop_signals = StopSignals(current)
+    stop_signals.install(asyncio.get_running_loop())
+
+    import uvicorn
+
+    from api.app import create_app
+    from storage.database import create_engine, create_session_factory, migrate
+    from storage.store import IncidentStore
+
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
@@ -75,13 +120,19 @@ async def serve(settings: Settings) -> None:
                 lifespan="off",
             )
         )
-        for handled in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(handled, _ignore_signal)
+        stop_signals.serving(server)
         if settings.bot_enabled:
-            # Imported only when needed: aiogram takes seconds to import.
             from bot.runner import run_bot
 
-            async with run_bot(settings, store, app=app, delivery_queued=delivery_queued):
+            # The bot introduces itself to Telegram in the background: the HTTP API
+            # serves meanwhile, however long Telegram takes to answer.
+            async with run_bot(
+                settings,
+                store,
+                app=app,
+                delivery_queued=delivery_queued,
+                on_token_rejected=stop_signals.stop,
+            ):
                 freeze_startup_objects()
                 await server.serve()
         else:
@@ -116,14 +167,29 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 def main() -> int:
+    for handled in STOP_SIGNALS:
+        signal.signal(handled, _exit_at_once)
+
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.errors import BotStartError
+    from settings import Settings, describe_error
+
     try:
         settings = Settings()
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if settings.bot_enabled:
+        # Here rather than in serve(): importing aiogram takes seconds, which would hold
+        # up the event loop (and a stop signal with it).
+        import bot.runner  # noqa: F401
     try:
         run(serve(settings))
+    except asyncio.CancelledError:
+        logger.info("Stopped during start-up")
     except (OSError, SQLAlchemyError, BotStartError) as error:
         logger.error("Cannot start: %s", error)
         return 1

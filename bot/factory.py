@@ -14,16 +14,22 @@ from bot.filters import ServedChats
 from bot.handlers import create_routers
 from bot.handlers.errors import apologize
 from bot.i18n import create_i18n, create_i18n_middleware
-from bot.pipeline import UpdatePipeline
+from bot.pipeline import PipelinedCalls, UpdatePipeline
 from bot.rate_limits import RateLimiter, RateLimitMiddleware
 from settings import Settings
 from storage.store import IncidentStore
 
 
-def create_bot(settings: Settings, *, limiter: RateLimiter | None = None) -> Bot:
+def create_bot(
+    settings: Settings,
+    *,
+    limiter: RateLimiter | None = None,
+    pipeline: UpdatePipeline | None = None,
+) -> Bot:
     """A Bot talking to TELEGRAM_API_URL: Telegram, a self-hosted Bot API or a stand-in.
 
-    With `limiter`, every message the bot sends or edits takes its turn in it.
+    With `limiter`, every message the bot sends or edits takes its turn in it. With
+    `pipeline`, the bot's calls keep to it (`bot.pipeline.PipelinedCalls`).
     """
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
@@ -38,6 +44,10 @@ def create_bot(settings: Settings, *, limiter: RateLimiter | None = None) -> Bot
             link_preview_is_disabled=True,
         ),
     )
+    # The first middleware is the outermost: a call releases its update before it waits
+    # for anything, its turn in the flood limiter included.
+    if pipeline is not None:
+        bot.session.middleware(PipelinedCalls(pipeline))
     if limiter is not None:
         bot.session.middleware(RateLimitMiddleware(limiter))
     return bot

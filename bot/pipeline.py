@@ -8,14 +8,21 @@ the order Telegram sent it. Reads wait for the writes queued before them, so a r
 a report in the same burst still finds its incident.
 
 Telegram considers an update handled once a getUpdates call asks for a later offset.
-That call is held back until every update handed out so far has finished: an update is
-never confirmed before its write is committed, and a crash loses nothing.
+That call is held back until every update handed out so far has done its part in the
+store: an update is never confirmed before its write is committed, and a crash loses
+nothing.
+
+What an update then says to Telegram (a reply, an answered button, an edited list) holds
+up nothing: the handlers store first and answer after, so once an update calls Telegram,
+the next update starts and the update counts as handled for confirmation. A reply that
+waits for a chat's flood allowance, or for a slow Telegram, waits on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
@@ -29,6 +36,11 @@ from aiogram.types import TelegramObject, Update
 
 from storage.batching import waiting_for_commit
 
+_release_update: ContextVar[Callable[[], None] | None] = ContextVar(
+    "incident_bot_release_update", default=None
+)
+"""Set by the pipeline while an update is handled; `PipelinedCalls` calls it."""
+
 
 class UpdatePipeline(BaseMiddleware):
     """An outer update middleware: each update takes its turn after the one before it."""
@@ -38,6 +50,10 @@ class UpdatePipeline(BaseMiddleware):
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._holding = 0
+        """Updates whose part in the store is not done yet: they hold confirmation."""
+        self._settled = asyncio.Event()
+        self._settled.set()
         self._last_entered = -1
         self._entered = asyncio.Event()
 
@@ -52,6 +68,9 @@ class UpdatePipeline(BaseMiddleware):
         self._turn = turn
         self._busy += 1
         self._idle.clear()
+        self._holding += 1
+        self._settled.clear()
+        holding = True
         if isinstance(event, Update):
             self._last_entered = max(self._last_entered, event.update_id)
             self._entered.set()
@@ -60,27 +79,40 @@ class UpdatePipeline(BaseMiddleware):
             if not turn.done():
                 turn.set_result(None)
 
+        def release() -> None:
+            nonlocal holding
+            pass_turn()
+            if holding:
+                holding = False
+                self._holding -= 1
+                if not self._holding:
+                    self._settled.set()
+
         try:
             if previous is not None:
                 # Cancelled here, this update passes its turn on in `finally` below.
                 await previous
             waiting = waiting_for_commit.set(pass_turn)
+            releasing = _release_update.set(release)
             try:
                 return await handler(event, data)
             finally:
+                _release_update.reset(releasing)
                 waiting_for_commit.reset(waiting)
         finally:
-            pass_turn()
+            release()
             self._busy -= 1
             if not self._busy:
                 self._idle.set()
 
     async def drained(self) -> None:
-        """Wait until every update handed to the pipeline so far has finished."""
+        """Wait until every update handed to the pipeline so far has finished, replies
+        included."""
         await self._idle.wait()
 
-    async def finished_below(self, update_id: int) -> None:
-        """Wait until every update before `update_id` has entered and finished.
+    async def handled_below(self, update_id: int) -> None:
+        """Wait until every update before `update_id` has entered and done its part in the
+        store (finished, or gone on to talk to Telegram).
 
         The updates of a polled batch are tasks that may not have started yet when the
         next getUpdates is made; they start in order, so the last one entering means
@@ -89,11 +121,17 @@ class UpdatePipeline(BaseMiddleware):
         while self._last_entered < update_id - 1:
             self._entered.clear()
             await self._entered.wait()
-        await self.drained()
+        await self._settled.wait()
 
 
-class ConfirmWhenHandled(BaseRequestMiddleware):
-    """Holds back the getUpdates call that confirms updates still being handled."""
+class PipelinedCalls(BaseRequestMiddleware):
+    """Where the bot's Telegram calls meet the pipeline.
+
+    A getUpdates call that would confirm updates still being handled waits for them. Any
+    other call made while handling an update releases that update: the next one starts,
+    and it no longer holds confirmation back, however long the call waits for its chat's
+    flood allowance or for Telegram to answer.
+    """
 
     def __init__(self, pipeline: UpdatePipeline) -> None:
         self._pipeline = pipeline
@@ -104,6 +142,11 @@ class ConfirmWhenHandled(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        if isinstance(method, GetUpdates) and method.offset is not None:
-            await self._pipeline.finished_below(method.offset)
+        if isinstance(method, GetUpdates):
+            if method.offset is not None:
+                await self._pipeline.handled_below(method.offset)
+        else:
+            release = _release_update.get()
+            if release is not None:
+                release()
         return await make_request(bot, method)

@@ -5,25 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import TypeVar
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import (
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
+    AiogramError,
+    ClientDecodeError,
+    TelegramAPIError,
     TelegramUnauthorizedError,
 )
+from aiogram.types import User
 from aiogram.utils.backoff import Backoff, BackoffConfig
 from fastapi import FastAPI
 
+from bot.cards import shorten
 from bot.delivery import DeliveryPolicy, Sender
 from bot.errors import BotStartError
 from bot.factory import create_bot, create_dispatcher, create_served_chats
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
-from bot.pipeline import ConfirmWhenHandled, UpdatePipeline
+from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits, RateLimiter
 from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
@@ -39,8 +43,10 @@ MENU_LANGUAGES: tuple[tuple[str, str | None], ...] = (("en", None), ("ru", "ru")
 DRAIN_SECONDS = 10
 """How long stopping waits for updates still being handled."""
 RETRY_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
+FAILURE_QUOTE_LENGTH = 200
+"""How much of Telegram's (or a proxy's) error a log line quotes."""
 
-_TRANSIENT_ERRORS = (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -53,30 +59,43 @@ async def run_bot(
     limits: Limits | None = None,
     delivery: DeliveryPolicy | None = None,
     delivery_queued: asyncio.Event | None = None,
+    on_token_rejected: Callable[[], None] | None = None,
+    pipeline: UpdatePipeline | None = None,
 ) -> AsyncIterator[Bot]:
     """Register the command menu, deliver the outbox and receive updates until the block
     exits: by long polling, or with WEBHOOK_URL set, on `app`'s webhook route.
 
-    Updates are handled in order, each starting once the one before it finished or
-    waits for its write to commit (`bot.pipeline`), and an update is confirmed to
-    Telegram (by the next getUpdates offset, or the webhook's 200) only after its
-    handler finished. What
-    the chat must be told is queued in the outbox and delivered by a background sender,
-    within `limits`; `delivery_queued` (set by the store's `on_delivery_queued`) wakes it
-    at once. A token Telegram rejects stops start-up with BotStartError; an unreachable
-    Telegram does not: the bot keeps retrying in the background while the rest of the
-    service runs.
+    Updates are handled in order, each starting once the one before it finished, waits
+    for its write to commit or talks to Telegram (`bot.pipeline`), and an update is
+    confirmed to Telegram (by the next getUpdates offset, or the webhook's 200) only after
+    its writes are committed. What the chat must be told is queued in the outbox and
+    delivered by a background sender, within `limits`; `delivery_queued` (set by the
+    store's `on_delivery_queued`) wakes it at once.
+
+    Entering the block waits for nothing from Telegram: the bot introduces itself (checks
+    the token, sets the command menus) in the background, retrying while Telegram cannot
+    be reached or answers with something that is not the Bot API (a proxy's error page).
+    A token Telegram rejects ends the bot: `on_token_rejected` is called at once, and
+    leaving the block raises BotStartError.
+
+    `pipeline` is for tests that wait until every update has finished, replies included.
     """
     if not settings.allowed_chat_ids:
         logger.warning("ALLOWED_CHAT_IDS is empty: the bot serves every chat it is added to")
     limiter = RateLimiter(limits or Limits())
-    bot = create_bot(settings, limiter=limiter)
+    pipeline = pipeline or UpdatePipeline()
+    bot = create_bot(settings, limiter=limiter, pipeline=pipeline)
+    rejected: list[BotStartError] = []
+
+    def reject(error: BotStartError) -> None:
+        rejected.append(error)
+        if on_token_rejected is not None:
+            on_token_rejected()
+
     try:
         outbox = store.outbox
         served = create_served_chats(settings, await outbox.chat_migrations())
-        pipeline = UpdatePipeline()
         dispatcher = create_dispatcher(store, settings, served=served, pipeline=pipeline)
-        introduced = await _introduce(bot)
         sender = Sender(
             bot,
             outbox,
@@ -89,12 +108,11 @@ async def run_bot(
         sender.start()
         try:
             if settings.webhook_url is None:
-                bot.session.middleware(ConfirmWhenHandled(pipeline))
-                receiving = _long_poll(dispatcher, bot, introduced, polling_timeout)
+                receiving = _long_poll(dispatcher, bot, polling_timeout, reject)
             else:
                 if app is None:
                     raise ValueError("webhook mode needs the HTTP app to receive updates on")
-                receiving = _receive_webhooks(settings, dispatcher, bot, app, introduced)
+                receiving = _receive_webhooks(settings, dispatcher, bot, app, reject)
             async with receiving:
                 yield bot
             # Updates still being handled finish (their writes committed, their replies
@@ -105,11 +123,16 @@ async def run_bot(
             await sender.stop()
     finally:
         await bot.session.close()
+    if rejected:
+        raise rejected[0]
+
+
+Rejected = Callable[[BotStartError], None]
 
 
 @asynccontextmanager
 async def _long_poll(
-    dispatcher: Dispatcher, bot: Bot, introduced: bool, polling_timeout: int
+    dispatcher: Dispatcher, bot: Bot, polling_timeout: int, on_rejected: Rejected
 ) -> AsyncIterator[None]:
     started = asyncio.Event()
 
@@ -118,20 +141,15 @@ async def _long_poll(
 
     dispatcher.startup.register(mark_started)
     polling = asyncio.create_task(
-        _poll(dispatcher, bot, introduced=introduced, polling_timeout=polling_timeout),
+        _poll(dispatcher, bot, polling_timeout=polling_timeout, on_rejected=on_rejected),
         name="telegram-polling",
     )
     polling.add_done_callback(log_failure)
     try:
-        if introduced:
-            # Until start-up has run, stop_polling() would find nothing to stop.
-            waiter = asyncio.create_task(started.wait())
-            try:
-                await asyncio.wait((polling, waiter), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
         yield
     finally:
+        # Until start-up has run, stop_polling() would find nothing to stop; before it,
+        # the task is introducing the bot or removing a webhook, and cancelling is safe.
         if started.is_set() and not polling.done():
             await dispatcher.stop_polling()
         else:
@@ -141,7 +159,7 @@ async def _long_poll(
 
 @asynccontextmanager
 async def _receive_webhooks(
-    settings: Settings, dispatcher: Dispatcher, bot: Bot, app: FastAPI, introduced: bool
+    settings: Settings, dispatcher: Dispatcher, bot: Bot, app: FastAPI, on_rejected: Rejected
 ) -> AsyncIterator[None]:
     """Mount the webhook route on the HTTP app and tell Telegram where it is.
 
@@ -156,7 +174,7 @@ async def _receive_webhooks(
         )
     )
     registering = asyncio.create_task(
-        _register_webhook(settings, dispatcher, bot, introduced=introduced),
+        _register_webhook(settings, dispatcher, bot, on_rejected=on_rejected),
         name="telegram-webhook-registration",
     )
     registering.add_done_callback(log_failure)
@@ -168,84 +186,91 @@ async def _receive_webhooks(
 
 
 async def _register_webhook(
-    settings: Settings, dispatcher: Dispatcher, bot: Bot, *, introduced: bool
+    settings: Settings, dispatcher: Dispatcher, bot: Bot, *, on_rejected: Rejected
 ) -> None:
     assert settings.webhook_url is not None and settings.webhook_secret is not None
-    if not introduced and not await _introduce_until_ready(bot):
+    webhook_url, secret = str(settings.webhook_url), settings.webhook_secret.get_secret_value()
+
+    async def register() -> bool:
+        return await bot.set_webhook(
+            webhook_url,
+            secret_token=secret,
+            allowed_updates=dispatcher.resolve_used_update_types(),
+        )
+
+    if not await _introduce(bot, on_rejected):
         return
-    backoff = Backoff(RETRY_BACKOFF)
-    while True:
-        try:
-            await bot.set_webhook(
-                str(settings.webhook_url),
-                secret_token=settings.webhook_secret.get_secret_value(),
-                allowed_updates=dispatcher.resolve_used_update_types(),
-            )
-        except _TRANSIENT_ERRORS as error:
-            logger.warning("Cannot register the webhook yet (%s); retrying", error)
-            await backoff.asleep()
-            continue
-        logger.info("Receiving updates on the webhook %s", settings.webhook_url)
-        return
+    if await _until_done("register the webhook", register, on_rejected):
+        logger.info("Receiving updates on the webhook %s", webhook_url)
 
 
 async def _poll(
-    dispatcher: Dispatcher, bot: Bot, *, introduced: bool, polling_timeout: int
+    dispatcher: Dispatcher, bot: Bot, *, polling_timeout: int, on_rejected: Rejected
 ) -> None:
-    if not introduced and not await _introduce_until_ready(bot):
+    if not await _introduce(bot, on_rejected):
         return
-    await _forget_webhook(bot)
+    # While a webhook (left from webhook mode) is set, getUpdates is refused. Its pending
+    # updates are kept: polling receives them next.
+    forget_webhook = partial(bot.delete_webhook, drop_pending_updates=False)
+    if not await _until_done("remove the webhook", forget_webhook, on_rejected):
+        return
     await dispatcher.start_polling(
         bot,
         polling_timeout=polling_timeout,
         # Each update is a task, started in turn by the UpdatePipeline and confirmed by
-        # ConfirmWhenHandled only once finished.
+        # PipelinedCalls only once its writes are committed.
         handle_as_tasks=True,
         handle_signals=False,
         close_bot_session=False,
     )
 
 
-async def _forget_webhook(bot: Bot) -> None:
-    """Drop a webhook left from webhook mode: while one is set, getUpdates is refused.
+async def _introduce(bot: Bot, on_rejected: Rejected) -> bool:
+    """Check the token and set the command menus; False if Telegram rejected the token."""
 
-    Its pending updates are kept: polling receives them next.
-    """
-    backoff = Backoff(RETRY_BACKOFF)
-    while True:
-        try:
-            await bot.delete_webhook(drop_pending_updates=False)
-        except _TRANSIENT_ERRORS as error:
-            logger.warning("Cannot remove the webhook yet (%s); retrying", error)
-            await backoff.asleep()
-            continue
-        return
-
-
-async def _introduce(bot: Bot) -> bool:
-    """Check the token and set the command menus; False if Telegram cannot be reached."""
-    try:
+    async def introduce() -> User:
         me = await bot.me()
         await set_commands(bot)
-    except TelegramUnauthorizedError as error:
-        raise BotStartError(f"Telegram rejected BOT_TOKEN: {error.message}") from error
-    except _TRANSIENT_ERRORS as error:
-        logger.warning("Telegram is not reachable yet (%s); retrying in the background", error)
+        return me
+
+    me = await _until_done("reach Telegram", introduce, on_rejected)
+    if me is None:
         return False
     logger.info("Bot @%s is up", me.username)
     return True
 
 
-async def _introduce_until_ready(bot: Bot) -> bool:
+async def _until_done(
+    what: str, call: Callable[[], Awaitable[T]], on_rejected: Rejected
+) -> T | None:
+    """`call()`'s result, retried with backoff for as long as Telegram is unavailable or
+    answers with something other than the Bot API; None if it rejects the token.
+
+    Every answer other than a rejected token is worth waiting out: a proxy or captive
+    portal in front of TELEGRAM_API_URL, an outage, a network down.
+    """
     backoff = Backoff(RETRY_BACKOFF)
     while True:
-        await backoff.asleep()
         try:
-            if await _introduce(bot):
-                return True
-        except BotStartError as error:
-            logger.error("The bot is off: %s", error)
-            return False
+            return await call()
+        except TelegramUnauthorizedError as error:
+            on_rejected(BotStartError(f"Telegram rejected BOT_TOKEN: {error.message}"))
+            return None
+        except (TelegramAPIError, AiogramError) as error:
+            logger.warning(
+                "Cannot %s yet (%s); retrying in %.0f s",
+                what,
+                describe_failure(error),
+                backoff.next_delay,
+            )
+            await backoff.asleep()
+
+
+def describe_failure(error: AiogramError) -> str:
+    """One short line for the log: an HTML error page is not worth quoting whole."""
+    if isinstance(error, ClientDecodeError):
+        return "the answer is not the Bot API's JSON: is TELEGRAM_API_URL right?"
+    return f"{type(error).__name__}: {shorten(str(error), FAILURE_QUOTE_LENGTH)}"
 
 
 async def set_commands(bot: Bot) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.delivery import DeliveryPolicy
 from bot.i18n import create_i18n
+from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits
 from bot.runner import run_bot
 from settings import Settings
@@ -109,9 +110,16 @@ class Scene:
     chat: Chat
     alice: User
     ivan: User
+    pipeline: UpdatePipeline
 
 
 BotLauncher = Callable[..., AbstractAsyncContextManager[None]]
+
+
+@pytest.fixture
+def pipeline() -> UpdatePipeline:
+    """The running bot's update pipeline: `all_handled` waits for it."""
+    return UpdatePipeline()
 
 
 @pytest.fixture
@@ -120,10 +128,12 @@ def launch_bot(
     store: IncidentStore,
     database_url: str,
     delivery_queued: asyncio.Event,
+    pipeline: UpdatePipeline,
 ) -> BotLauncher:
     """`async with launch_bot(**settings):` runs the bot exactly as main.py wires it.
 
-    `limits=` and `delivery=` replace Telegram's limits and the sender's policy.
+    `limits=` and `delivery=` replace Telegram's limits and the sender's policy;
+    `on_token_rejected=` is called when Telegram rejects the token.
     """
 
     @asynccontextmanager
@@ -131,6 +141,7 @@ def launch_bot(
         *,
         limits: Limits | None = None,
         delivery: DeliveryPolicy = TEST_DELIVERY,
+        on_token_rejected: Callable[[], None] | None = None,
         **overrides: Any,
     ) -> AsyncIterator[None]:
         settings = make_settings(stub, database_url, **overrides)
@@ -141,6 +152,8 @@ def launch_bot(
             limits=limits,
             delivery=delivery,
             delivery_queued=delivery_queued,
+            pipeline=pipeline,
+            on_token_rejected=on_token_rejected,
         ):
             yield
 
@@ -153,22 +166,27 @@ async def scene(
     store: IncidentStore,
     launch_bot: BotLauncher,
     allowed_chat_ids: frozenset[int],
+    pipeline: UpdatePipeline,
 ) -> AsyncIterator[Scene]:
     """The bot running and a supergroup with two people: Alice (en) and Ivan (ru)."""
     chat = stub.supergroup("On-call", chat_id=-1_009_000_000_042)
     alice = stub.user("Alice", last_name="Smith")
     ivan = stub.user("Ivan", language_code="ru")
     async with launch_bot(allowed_chat_ids=allowed_chat_ids):
-        yield Scene(stub, store, chat, alice, ivan)
+        # The bot introduces itself in the background: the scene starts once it polls.
+        await stub.wait_for(lambda: stub.calls("getUpdates"), what="the bot to poll")
+        yield Scene(stub, store, chat, alice, ivan, pipeline)
 
 
-async def all_handled(stub: TelegramStub) -> None:
-    """Wait until the bot confirmed every update pushed so far.
+async def all_handled(stub: TelegramStub, pipeline: UpdatePipeline) -> None:
+    """Wait until the bot confirmed every update pushed so far and finished handling it.
 
-    The bot handles updates one at a time and confirms each only after handling it, so
-    once nothing is pending, whatever the updates caused has happened.
+    An update is confirmed once its writes are committed; its replies may still be on
+    their way then. Once the pipeline is drained too, whatever the updates caused has
+    happened.
     """
     await stub.wait_for(lambda: not stub.pending_updates, what="every update to be handled")
+    await asyncio.wait_for(pipeline.drained(), 5)
 
 
 async def all_delivered(store: IncidentStore, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109

@@ -57,7 +57,7 @@ async def test_stale_press_gets_alert_and_refreshed_card(scene: Scene) -> None:
 
     query = await stub.press_button(chat, scene.alice, card, data=stale_in_progress)
     answer = await stub.wait_for_answer(query)
-    await all_handled(stub)
+    await all_handled(stub, scene.pipeline)
 
     assert answer.show_alert is True
     assert answer.text == "Incident #1 is resolved now: someone changed it first. Look again."
@@ -77,7 +77,7 @@ async def test_press_on_outdated_keyboard_of_closed_incident_is_refused(scene: S
     # A client still showing the old keyboard sends the old button's data.
     query = await stub.press_button(chat, scene.alice, card, data=old_resolve, check=False)
     answer = await stub.wait_for_answer(query)
-    await all_handled(stub)
+    await all_handled(stub, scene.pipeline)
 
     assert answer.show_alert is True
     assert answer.text == "Incident #1 is closed now: someone changed it first. Look again."

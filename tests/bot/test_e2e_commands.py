@@ -33,7 +33,7 @@ async def test_start_and_help_explain_format_and_commands(scene: Scene) -> None:
 
 async def test_command_for_another_bot_is_ignored(scene: Scene) -> None:
     await scene.stub.send_user_message(scene.chat, scene.alice, "/list@some_other_bot")
-    await all_handled(scene.stub)
+    await all_handled(scene.stub, scene.pipeline)
 
     assert scene.stub.sent_messages(scene.chat) == []
 

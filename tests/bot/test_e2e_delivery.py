@@ -14,6 +14,7 @@ from dataclasses import replace
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits, Rate
 from storage.database import create_session_factory
 from storage.models import Delivery, DeliveryKind, DeliveryState
@@ -224,7 +225,7 @@ async def test_upgrade_notice_makes_supergroup_served(
 
 
 async def test_ingestion_goes_on_while_telegram_is_slow(
-    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
+    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher, pipeline: UpdatePipeline
 ) -> None:
     chat, alice = stub.supergroup(), stub.user("Alice")
     # The first message (a card, or a summary of the burst) takes Telegram two seconds;
@@ -234,7 +235,7 @@ async def test_ingestion_goes_on_while_telegram_is_slow(
     async with launch_bot():
         for n in range(1, 21):
             await stub.send_user_message(chat, alice, f"[monitoring] problem {n}")
-        await all_handled(stub)
+        await all_handled(stub, pipeline)
         stored_while_stuck = (await store.list()).total
         sent_while_stuck = len(stub.sent_messages(chat))
         await stub.wait_for(
@@ -265,7 +266,7 @@ async def test_direct_answers_keep_private_chat_limit(
 
 
 async def test_answer_past_flood_limit_is_given_up_and_bot_goes_on(
-    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
+    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher, pipeline: UpdatePipeline
 ) -> None:
     chat, alice = stub.supergroup(), stub.user("Alice")
 
@@ -274,7 +275,7 @@ async def test_answer_past_flood_limit_is_given_up_and_bot_goes_on(
         await stub.wait_for_message(chat, reply_to=first)
         await stub.send_user_message(chat, alice, "/help")
         await stub.send_user_message(chat, alice, "[monitoring] still stored")
-        await all_handled(stub)
+        await all_handled(stub, pipeline)
 
     assert len(stub.sent_messages(chat)) == 1
     assert (await store.list()).total == 1

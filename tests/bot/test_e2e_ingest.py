@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from bot.pipeline import UpdatePipeline
 from storage.store import CardRequest, IncidentStore, NewIncident
 from tests.bot.conftest import BotLauncher, Scene, all_delivered, all_handled
 from tests.telegram_stub import TelegramStub
@@ -68,7 +69,7 @@ async def test_plain_chat_gets_no_reply_and_no_incident(scene: Scene) -> None:
 
     for text in ("hi all", "lunch?", "fixed", "#12 and #13 look alike", "/unknown"):
         await stub.send_user_message(chat, scene.alice, text)
-    await all_handled(stub)
+    await all_handled(stub, scene.pipeline)
 
     assert stub.sent_messages(chat) == []
     assert (await scene.store.list()).total == 0
@@ -100,7 +101,7 @@ async def test_redelivered_message_stores_nothing_new(scene: Scene) -> None:
 
 
 async def test_card_queued_before_a_crash_is_sent_once_after_restart(
-    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
+    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher, pipeline: UpdatePipeline
 ) -> None:
     chat, alice = stub.supergroup(), stub.user("Alice")
     report = await stub.send_user_message(chat, alice, "[monitoring] Scooter #42 down")
@@ -119,7 +120,7 @@ async def test_card_queued_before_a_crash_is_sent_once_after_restart(
 
     async with launch_bot():
         card = await stub.wait_for_message(chat, reply_to=report)
-        await all_handled(stub)
+        await all_handled(stub, pipeline)
         await all_delivered(store)
 
     assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring")
@@ -148,7 +149,7 @@ async def test_edit_updates_description_and_card_in_place(scene: Scene) -> None:
 async def test_edit_adding_forgotten_tag_reports_incident(scene: Scene) -> None:
     stub, chat = scene.stub, scene.chat
     message = await stub.send_user_message(chat, scene.alice, "Scooter #42 down")
-    await all_handled(stub)
+    await all_handled(stub, scene.pipeline)
 
     await stub.edit_user_message(chat, message, "[monitoring] Scooter #42 down")
     card = await stub.wait_for_message(chat, reply_to=message)

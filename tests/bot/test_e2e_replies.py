@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from bot.pipeline import UpdatePipeline
 from storage.rules import Status
 from storage.store import IncidentStore
 from tests.bot.conftest import BotLauncher, Scene, all_handled
@@ -96,13 +97,13 @@ async def test_status_word_replying_to_plain_message_does_nothing(scene: Scene) 
     chatter = await stub.send_user_message(chat, scene.alice, "is the build broken?")
 
     await stub.send_user_message(chat, scene.ivan, "fixed", reply_to=chatter)
-    await all_handled(stub)
+    await all_handled(stub, scene.pipeline)
 
     assert stub.sent_messages(chat) == []
 
 
 async def test_a_burst_in_one_poll_is_handled_in_the_order_it_was_written(
-    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
+    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher, pipeline: UpdatePipeline
 ) -> None:
     # Written while the bot was away, all six come in its first getUpdates: the reports
     # are stored as one batch, and what follows them still sees them stored (`#3 closed`
@@ -121,7 +122,7 @@ async def test_a_burst_in_one_poll_is_handled_in_the_order_it_was_written(
             await stub.wait_for_message(chat, reply_to=asked)
             for asked in (closed_3, fixed, closed_2)
         ]
-        await all_handled(stub)
+        await all_handled(stub, pipeline)
 
     assert [(card.text or "").split("\n")[0] for card in cards] == [
         "⚪ Incident #3 · closed · monitoring",

@@ -122,10 +122,16 @@ async def test_telegram_unreachable_at_start_does_not_stop_start_up(
     assert stub.commands() is not None
 
 
-async def test_rejected_token_stops_start_up(stub: TelegramStub, launch_bot: BotLauncher) -> None:
+async def test_rejected_token_stops_the_bot(stub: TelegramStub, launch_bot: BotLauncher) -> None:
+    rejected = asyncio.Event()
     with pytest.raises(BotStartError, match="Telegram rejected BOT_TOKEN"):
-        async with launch_bot(bot_token="123456:not-the-right-token"):
-            pytest.fail("the bot must not start")
+        async with launch_bot(
+            bot_token="123456:not-the-right-token", on_token_rejected=rejected.set
+        ):
+            await asyncio.wait_for(rejected.wait(), 10)
+
+    assert stub.calls("getUpdates") == []
+    assert stub.commands() is None
 
 
 async def test_stop_returns_promptly_during_long_poll(

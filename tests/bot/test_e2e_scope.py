@@ -36,7 +36,7 @@ async def test_other_group_is_ignored_entirely_and_logged_once(
         for text in ("[monitoring] down", "/list", "/help", "#1 fixed"):
             await stub.send_user_message(other, scene.alice, text)
         await stub.post_channel(stub.channel(), "[monitoring] from a foreign channel")
-        await all_handled(stub)
+        await all_handled(stub, scene.pipeline)
 
     assert stub.sent_messages() == []
     assert (await scene.store.list()).total == 0
@@ -54,7 +54,7 @@ async def test_private_chat_outside_list_gets_one_short_reply(scene: Scene) -> N
 
     hello = await stub.send_user_message(private, outsider, "/start")
     reply = await stub.wait_for_message(private, reply_to=hello)
-    await all_handled(stub)
+    await all_handled(stub, scene.pipeline)
 
     assert reply.text == "Sorry, this chat is not served."
     assert len(stub.sent_messages(private)) == 1

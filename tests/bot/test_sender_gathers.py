@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits, Rate
 from tests.bot.conftest import TEST_DELIVERY, BotLauncher, all_handled
 from tests.telegram_stub import TelegramStub
 
 
 async def test_storm_of_reports_costs_the_sender_one_look(
-    stub: TelegramStub, engine: AsyncEngine, launch_bot: BotLauncher
+    stub: TelegramStub, engine: AsyncEngine, launch_bot: BotLauncher, pipeline: UpdatePipeline
 ) -> None:
     chat, monitoring = stub.supergroup(), stub.user("Monitoring")
     looks: list[str] = []
@@ -34,7 +35,7 @@ async def test_storm_of_reports_costs_the_sender_one_look(
         looked_when_idle = len(looks)
         for n in range(1, 51):
             await stub.send_user_message(chat, monitoring, f"[monitoring] Scooter #{n} is down")
-        await all_handled(stub)
+        await all_handled(stub, pipeline)
         looked_during_storm = len(looks) - looked_when_idle
     event.remove(engine.sync_engine, "before_cursor_execute", count_looks)
 

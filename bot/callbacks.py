@@ -8,11 +8,12 @@ Telegram allows 64 bytes of callback data; statuses travel as one-letter codes
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
-from storage.rules import Status
+from storage.rules import INCIDENT_ID_MAX, Status
 
 STATUS_CODES: MappingProxyType[Status, str] = MappingProxyType(
     {status: status.value[0] for status in Status}
@@ -22,6 +23,12 @@ _STATUS_BY_CODE: MappingProxyType[str, Status] = MappingProxyType(
 )
 ALL_STATUSES = "a"
 """The /list filter code meaning "every status"."""
+
+# Button data comes from whoever presses: data the bot cannot have sent (an id past
+# 64 bits, a negative page) fails to unpack, and the press is answered as a button that
+# no longer works. (Every page of up to 1,000 incidents starts within 64 bits.)
+IncidentId = Annotated[int, Field(ge=1, le=INCIDENT_ID_MAX)]
+PageNumber = Annotated[int, Field(ge=0, le=INCIDENT_ID_MAX // 1000)]
 
 
 def status_code(status: Status) -> str:
@@ -35,7 +42,7 @@ def status_from_code(code: str) -> Status:
 class StatusButton(CallbackData, prefix="s"):
     """A card's button: move `incident` from the status the card showed to `to`."""
 
-    incident: int
+    incident: IncidentId
     seen: str
     to: str
 
@@ -67,9 +74,9 @@ class ListPage(CallbackData, prefix="l"):
     """
 
     status: str
-    page: int
-    before: int | None = None
-    after: int | None = None
+    page: PageNumber
+    before: IncidentId | None = None
+    after: IncidentId | None = None
 
     @field_validator("status")
     @classmethod

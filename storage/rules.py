@@ -31,6 +31,9 @@ TRANSITIONS: MappingProxyType[Status, tuple[Status, ...]] = MappingProxyType(
 
 STATUS_VALUES: tuple[str, ...] = tuple(status.value for status in Status)
 
+INCIDENT_ID_MAX = 2**63 - 1
+"""Ids are positive 64-bit integers on every database; anything past this is no id."""
+
 DEFAULT_SOURCE = "operator"
 SOURCE_MAX_LENGTH = 32
 DESCRIPTION_MAX_LENGTH = 4096

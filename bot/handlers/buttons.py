@@ -83,7 +83,7 @@ async def turn_list_page(
 ) -> None:
     """Show another /list page in the same message."""
     status = callback_data.status_filter
-    page_number = max(callback_data.page, 0)
+    page_number = callback_data.page
     before, after = callback_data.before, callback_data.after
     if page_number == 0:
         page = await store.list(status=status, limit=LIST_PAGE_SIZE)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from storage.rules import Status
 from tests.bot.conftest import Scene, all_handled
 from tests.telegram_stub import ChatMessage
@@ -115,4 +119,31 @@ async def test_press_with_unknown_data_is_still_answered(scene: Scene) -> None:
     answer = await stub.wait_for_answer(query)
 
     assert (answer.text, answer.show_alert) == ("This button no longer works.", False)
+    assert (await scene.store.get(1)).status == Status.OPEN
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "s:99999999999999999999:o:c",
+        "s:0:o:c",
+        "l:a:1:99999999999999999999:",
+        "l:a:1::99999999999999999999",
+        "l:a:99999999999999999999::",
+        "l:a:-1::",
+    ],
+)
+async def test_press_with_data_past_64_bits_is_a_button_that_no_longer_works(
+    scene: Scene, caplog: pytest.LogCaptureFixture, data: str
+) -> None:
+    stub, chat = scene.stub, scene.chat
+    card = await report(scene)
+
+    with caplog.at_level(logging.INFO):
+        query = await stub.press_button(chat, scene.alice, card, data=data, check=False)
+        answer = await stub.wait_for_answer(query)
+        await all_handled(stub, scene.pipeline)
+
+    assert answer.text == "This button no longer works."
+    assert [r.getMessage() for r in caplog.records if r.levelno > logging.INFO] == []
     assert (await scene.store.get(1)).status == Status.OPEN

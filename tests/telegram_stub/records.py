@@ -225,6 +225,14 @@ class FaultKind(enum.StrEnum):
     """400 "group chat was upgraded to a supergroup chat" with `migrate_to_chat_id`."""
     SLOW = "slow"
     """Answered normally, after `delay` seconds."""
+    HTML_PAGE = "html_page"
+    """200 with an HTML page: a captive portal (aiogram: ClientDecodeError)."""
+    HTML_NOT_FOUND = "html_not_found"
+    """404 with an HTML page: a proxy that does not know the path (ClientDecodeError)."""
+    MALFORMED_JSON = "malformed_json"
+    """200 with JSON cut short (aiogram: ClientDecodeError)."""
+    WRONG_SHAPE = "wrong_shape"
+    """200 with JSON that is not a Bot API answer (aiogram: ClientDecodeError)."""
 
 
 @dataclass

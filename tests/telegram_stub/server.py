@@ -1088,6 +1088,10 @@ class TelegramStub:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=500)
+        not_the_bot_api = _NOT_THE_BOT_API.get(record.fault or "")
+        if not_the_bot_api is not None:
+            status, content_type, body = not_the_bot_api
+            return web.Response(text=body, status=status, content_type=content_type)
         return web.Response(
             text=json.dumps(record.response, ensure_ascii=False),
             status=record.status,
@@ -1122,6 +1126,8 @@ class TelegramStub:
                     await asyncio.sleep(fault.delay)
                 if fault.kind is FaultKind.DISCONNECT:
                     raise ApiError(0, "connection dropped (fault injected)")
+                if fault.kind.value in _NOT_THE_BOT_API:
+                    raise ApiError(0, f"not the Bot API ({fault.kind.value}, fault injected)")
                 if fault.kind is not FaultKind.SLOW:
                     raise self._fault_error(fault, record.chat_id)
             counted = self._check_rate(name, record.chat_id)
@@ -1819,6 +1825,16 @@ class TelegramStub:
         if params.get_str("action") not in CHAT_ACTIONS:
             raise _bad_request("wrong parameter action in request")
         return True
+
+
+_PORTAL_PAGE = "<!DOCTYPE html><html><body><h1>Sign in to the Wi-Fi</h1></body></html>"
+_NOT_THE_BOT_API: dict[str, tuple[int, str, str]] = {
+    FaultKind.HTML_PAGE.value: (200, "text/html", _PORTAL_PAGE),
+    FaultKind.HTML_NOT_FOUND.value: (404, "text/html", "<html><h1>404 Not Found</h1></html>"),
+    FaultKind.MALFORMED_JSON.value: (200, "application/json", '{"ok": true, "result": {"id'),
+    FaultKind.WRONG_SHAPE.value: (200, "application/json", '{"status": "ok", "data": [1, 2]}'),
+}
+"""What a fault answers in place of the Bot API: (status, content type, body)."""
 
 
 def _chat_id(chat: ChatRef) -> int:

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.database import create_engine, migrate
+from api.app import create_app
+from storage.database import create_engine, create_session_factory, migrate
 from storage.health import PROBE_INTERVAL
 from storage.store import IncidentStore
 from tests.api.conftest import MakeIncident
@@ -116,3 +120,50 @@ async def test_create_while_database_full_answers_503_and_stores_nothing(
     assert (await health_once_writable(client)).status_code == 200
     assert (await client.post("/incidents", json=report)).status_code == 201
     assert (await store.list()).total == 2
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs of its own: a disk that fills up for real (root only)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+async def test_create_on_a_full_disk_answers_503_until_there_is_room(small_disk: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{small_disk / 'incidents.db'}")
+    try:
+        await migrate(engine)
+        app = create_app(IncidentStore(create_session_factory(engine)), api_key=None)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            report = {"description": "x" * 4000}
+            assert (await client.post("/incidents", json=report)).status_code == 201
+            filler = small_disk / "filler"
+            with contextlib.suppress(OSError), filler.open("wb") as file:
+                while True:
+                    file.write(bytes(64 * 1024))
+                    file.flush()
+
+            created = await client.post("/incidents", json=report)
+            health = await client.get("/health")
+            listed = await client.get("/incidents")
+
+            assert_unavailable(created)
+            assert health.status_code == 503
+            assert listed.headers["X-Total-Count"] == "1"
+            filler.unlink()
+            assert (await health_once_writable(client)).status_code == 200
+            assert (await client.post("/incidents", json=report)).status_code == 201
+    finally:
+        await engine.dispose()

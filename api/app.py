@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,12 +10,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api import health, incidents
 from api.dependencies import ApiKeyRequired
-from api.schemas import ErrorOut, TransitionErrorOut
+from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
+from storage.errors import describe, is_storage_unavailable
 from storage.rules import InvalidIncidentError
 from storage.store import IncidentNotFoundError, IncidentStore, TransitionNotAllowedError
+
+logger = logging.getLogger(__name__)
 
 API_VERSION = "0.1.0"
 
@@ -53,15 +59,20 @@ def create_app(
     app.exception_handler(IncidentNotFoundError)(_incident_not_found)
     app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
+    app.exception_handler(DBAPIError)(_storage_failed)
+    app.exception_handler(PoolTimeoutError)(_storage_failed)
 
     app.include_router(health.router)
     if api_key is None:
-        app.include_router(incidents.router)
+        app.include_router(incidents.router, responses=STORAGE_UNAVAILABLE)
     else:
         app.include_router(
             incidents.router,
             dependencies=[ApiKeyRequired],
-            responses={401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key"}},
+            responses={
+                401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key"},
+                **STORAGE_UNAVAILABLE,
+            },
         )
     return app
 
@@ -97,6 +108,21 @@ async def _transition_not_allowed(
         allowed=list(error.allowed),
     )
     return JSONResponse(status_code=409, content=body.model_dump(mode="json"))
+
+
+async def _storage_failed(request: Request, error: Exception) -> JSONResponse:
+    # A locked, full or unreachable database: the same request may succeed shortly.
+    # Anything else the database refused is a bug, left to the server's 500 and traceback.
+    if not is_storage_unavailable(error):
+        raise error
+    logger.warning(
+        "%s %s: answered 503, the database is unavailable: %s",
+        request.method,
+        request.url.path,
+        describe(error),
+    )
+    body = ErrorOut(detail="The database is unavailable right now; try again later.")
+    return JSONResponse(status_code=503, content=body.model_dump(), headers=retry_after())
 
 
 async def _invalid_incident(request: Request, error: InvalidIncidentError) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""GET /health: is the service up and does its database answer."""
+"""GET /health: is the service up and does its database take writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from api.dependencies import Store
 from api.routing import DocstringSummaryRoute
-from api.schemas import Health
+from api.schemas import STORAGE_UNAVAILABLE, Health, retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -21,16 +21,26 @@ router = APIRouter(tags=["health"], route_class=DocstringSummaryRoute)
 
 @router.get(
     "/health",
-    responses={503: {"model": Health, "description": "The database does not answer"}},
+    responses={
+        503: {
+            **STORAGE_UNAVAILABLE[503],
+            "model": Health,
+            "description": "The database does not answer or cannot take writes",
+        }
+    },
 )
 async def health(store: Store, response: Response) -> Health:
-    """Check that the service runs and its database answers."""
+    """Check that the service runs and its database takes writes."""
     try:
         async with asyncio.timeout(PING_TIMEOUT_SECONDS):
-            await store.ping()
-    except Exception:
-        # Whatever the reason the database cannot answer, the answer is the same: 503.
-        logger.warning("Health check failed: the database does not answer", exc_info=True)
+            # Writes, not a read: a full disk or a lock held elsewhere leaves reads
+            # working while every report fails (see storage.health).
+            await store.check_writable()
+    except Exception as error:
+        # Whatever the reason the database cannot write, the answer is the same: 503.
+        reason = str(error) or type(error).__name__
+        logger.warning("Health check failed: the database cannot take writes: %s", reason)
         response.status_code = 503
+        response.headers.update(retry_after())
         return Health(status="unavailable", database="unavailable")
     return Health(status="ok", database="ok")

@@ -7,7 +7,7 @@ and reports it with the same words the bot uses.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -97,6 +97,31 @@ class Health(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str = Field(examples=["Incident 7 not found"])
+
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 asks the client to wait: long enough for a lock to be let go."""
+
+
+def retry_after() -> dict[str, str]:
+    """The header of every 503."""
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+_RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
+STORAGE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorOut,
+        "description": "The database is unavailable (locked, full or unreachable); retry later",
+        "headers": _RETRY_AFTER_HEADER,
+    }
+}
+"""The 503 every route that touches the database can answer, for OpenAPI."""
 
 
 class TransitionErrorOut(ErrorOut):

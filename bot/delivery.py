@@ -18,6 +18,8 @@ for Telegram. This task reads the outbox oldest first and, per chat:
 
 Delivery is at least once: a row is marked sent after Telegram accepted the message, so
 a crash between the two, or a connection lost after Telegram accepted it, sends it again.
+Recording what Telegram answered is retried until it is stored (the database locked or
+full, say), sending nothing meanwhile: only a stop gives up on it.
 The sender is woken by the store's `on_delivery_queued` callback (an asyncio.Event) and
 otherwise looks again at least every `idle_wait` seconds.
 """
@@ -29,7 +31,7 @@ import contextlib
 import enum
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -53,6 +55,7 @@ from bot.filters import ServedChats
 from bot.i18n import DEFAULT_LOCALE
 from bot.rate_limits import RateLimiter, Slot
 from bot.tasks import log_failure
+from storage.errors import describe, is_storage_unavailable
 from storage.models import DeliveryKind, utcnow
 from storage.outbox import Outbox, PendingDelivery
 
@@ -83,7 +86,8 @@ class DeliveryPolicy:
     batch: int = 500
     """Pending deliveries read per round."""
     retry_first: float = 1.0
-    """Seconds before the first retry after a 5xx or network error; doubles each time."""
+    """Seconds before the first retry after a 5xx or network error, or after failing to
+    record what Telegram answered; doubles each time."""
     retry_max: float = 60.0
     idle_wait: float = 1.0
     """The longest the sender sleeps without being woken."""
@@ -143,6 +147,7 @@ class Sender:
         self._failures = 0
         self._paused_until = 0.0
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -157,6 +162,7 @@ class Sender:
         if task is None:
             return
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         _done, pending = await asyncio.wait((task,), timeout=self.policy.stop_grace)
         if pending:
@@ -168,9 +174,15 @@ class Sender:
             self._wake.clear()
             try:
                 progressed = await self._round()
-            except Exception:
+            except Exception as error:
                 # The database, most likely: look again after a pause, not in a loop.
-                logger.exception("Delivery round failed; trying again shortly")
+                # Nothing was sent that is not recorded (`_record`), so nothing is repeated.
+                if is_storage_unavailable(error):
+                    logger.warning(
+                        "Delivery round failed: %s; trying again shortly", describe(error)
+                    )
+                else:
+                    logger.exception("Delivery round failed; trying again shortly")
                 self._paused_until = self._limiter.now() + self.policy.idle_wait
                 progressed = False
             if not progressed and not self._stopping:
@@ -293,18 +305,26 @@ class Sender:
             self._busy.add(chat_id)
             # The whole chat waits (the ban covers it here; the rows, after a restart).
             until = utcnow() + timedelta(seconds=error.retry_after)
-            await self._outbox.postpone(_ids([job, *later]), until, error.message)
+            reason = error.message
             logger.warning("Chat %s: flood limit, waiting %s s", chat_id, error.retry_after)
+            await self._record(
+                f"the flood wait of chat {chat_id}",
+                lambda: self._outbox.postpone(_ids([job, *later]), until, reason),
+            )
             return _Outcome.STOP_CHAT
         except TelegramMigrateToChat as error:
             new_chat_id = error.migrate_to_chat_id
-            await self._outbox.move_chat(chat_id, new_chat_id)
+            if not await self._record(
+                f"the move of chat {chat_id} to {new_chat_id}",
+                lambda: self._outbox.move_chat(chat_id, new_chat_id),
+            ):
+                return _Outcome.STOP_ALL
             self._served.follow(chat_id, new_chat_id)
             logger.info("Chat %s became supergroup %s: following it", chat_id, new_chat_id)
             return _Outcome.STOP_CHAT
         except TelegramBadRequest as error:
             if is_not_modified(error):
-                await self._outbox.mark_sent(job.ids)
+                await self._record(f"{job.kind} {job.ids} as sent", self._marking_sent(job))
                 return _Outcome.DONE
             if any(reason in error.message.lower() for reason in CHAT_GONE):
                 await self._fail_chat(chat_id, [job, *later], error)
@@ -322,22 +342,65 @@ class Sender:
         except Exception as error:
             # A bug drawing the message: nothing was sent, and retrying would not help.
             logger.exception("Cannot deliver %s %s", job.kind, job.ids)
-            await self._outbox.mark_failed(job.ids, f"{type(error).__name__}: {error}")
+            reason = f"{type(error).__name__}: {error}"
+            await self._record(
+                f"{job.kind} {job.ids} as failed",
+                lambda: self._outbox.mark_failed(job.ids, reason),
+            )
             return _Outcome.DONE
         self._failures = 0
         # Recorded outside the error handling above: Telegram has the message now.
-        if job.kind == "summary":
-            await self._outbox.mark_folded(job.ids)
-        elif sent is None:
-            await self._outbox.mark_sent(job.ids)
-        else:
-            incident = job.rows[0].incident
-            await self._outbox.mark_sent(
-                job.ids,
-                card=(incident.id, sent.chat.id, sent.message_id),
-                drawn_at=incident.updated_at,
-            )
+        if not await self._record(f"{job.kind} {job.ids} as sent", self._marking_sent(job, sent)):
+            return _Outcome.STOP_ALL
         return _Outcome.DONE
+
+    def _marking_sent(
+        self, job: _Job, sent: Message | None = None
+    ) -> Callable[[], Awaitable[None]]:
+        """What records the job as delivered (a new card's message on its incident)."""
+        if job.kind == "summary":
+            return lambda: self._outbox.mark_folded(job.ids)
+        if sent is None:
+            return lambda: self._outbox.mark_sent(job.ids)
+        incident = job.rows[0].incident
+        return lambda: self._outbox.mark_sent(
+            job.ids,
+            card=(incident.id, sent.chat.id, sent.message_id),
+            drawn_at=incident.updated_at,
+        )
+
+    async def _record(self, what: str, write: Callable[[], Awaitable[None]]) -> bool:
+        """Store what Telegram answered, trying until it is stored; False if stopped first.
+
+        Telegram has acted on the job by now (a card is in the chat, a refusal given).
+        Left unrecorded, the row would still be pending and the next round would send it
+        again; so the sender sends nothing else until it is stored, waiting longer each
+        time (the database locked or full). Only a stop gives up, and the restart sends
+        the row again: the one repeat delivery at least once allows.
+        """
+        delay = self.policy.retry_first
+        while True:
+            try:
+                await write()
+            except Exception as error:
+                if self._stopping:
+                    logger.error(
+                        "Stopping before %s could be recorded (%s); it will be sent again",
+                        what,
+                        describe(error),
+                    )
+                    return False
+                logger.warning(
+                    "Cannot record %s (%s); trying again in %.1f s, sending nothing meanwhile",
+                    what,
+                    describe(error),
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), delay)
+                delay = min(self.policy.retry_max, delay * 2)
+            else:
+                return True
 
     async def _send(self, chat_id: int, job: _Job) -> Message | None:
         """Send the job's message; the new card (to remember), or None for an edit."""
@@ -393,8 +456,11 @@ class Sender:
     # -- failures --------------------------------------------------------------------------
 
     async def _fail(self, job: _Job, error: TelegramAPIError) -> None:
-        logger.warning("Dropping %s %s: Telegram refused it: %s", job.kind, job.ids, error.message)
-        await self._outbox.mark_failed(job.ids, error.message)
+        reason = error.message
+        logger.warning("Dropping %s %s: Telegram refused it: %s", job.kind, job.ids, reason)
+        await self._record(
+            f"{job.kind} {job.ids} as failed", lambda: self._outbox.mark_failed(job.ids, reason)
+        )
 
     async def _fail_chat(
         self, chat_id: int, jobs: Sequence[_Job], error: TelegramAPIError
@@ -406,7 +472,11 @@ class Sender:
             chat_id,
             error.message,
         )
-        await self._outbox.mark_failed(ids, error.message)
+        reason = error.message
+        await self._record(
+            f"the deliveries to chat {chat_id} as failed",
+            lambda: self._outbox.mark_failed(ids, reason),
+        )
 
     async def _retry_later(self, job: _Job, error: Exception) -> None:
         self._failures += 1
@@ -417,8 +487,11 @@ class Sender:
         logger.warning(
             "Telegram unavailable (%s: %s); retrying in %.1f s", type(error).__name__, error, delay
         )
-        await self._outbox.postpone(
-            job.ids, utcnow() + timedelta(seconds=delay), f"{type(error).__name__}: {error}"
+        until = utcnow() + timedelta(seconds=delay)
+        reason = f"{type(error).__name__}: {error}"
+        await self._record(
+            f"the retry of {job.kind} {job.ids}",
+            lambda: self._outbox.postpone(job.ids, until, reason),
         )
 
 

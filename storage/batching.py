@@ -46,7 +46,9 @@ class GroupCommit(Generic[Operation, Outcome]):
 
     `write` gets a batch and returns one outcome per operation: a result, or the exception
     that operation's submitter should get. If `write` itself raises, the batch is retried
-    one operation at a time, so one bad operation fails alone.
+    one operation at a time, so one bad operation fails alone; unless `fails_all(error)`
+    says the error is the database's (locked, full, gone), not an operation's: then every
+    submitter gets that error at once, rather than each waiting for it again in turn.
     """
 
     def __init__(
@@ -54,9 +56,11 @@ class GroupCommit(Generic[Operation, Outcome]):
         write: Callable[[Sequence[Operation]], Awaitable[Sequence[Outcome | Exception]]],
         *,
         name: str,
+        fails_all: Callable[[Exception], bool] | None = None,
     ) -> None:
         self._write = write
         self._name = name
+        self._fails_all = fails_all
         self._queue: list[tuple[Operation, asyncio.Future[Outcome]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._last: asyncio.Future[Outcome] | None = None
@@ -115,8 +119,8 @@ class GroupCommit(Generic[Operation, Outcome]):
         try:
             outcomes = await self._write(operations)
         except Exception as error:
-            if len(batch) == 1:
-                outcomes = [error]
+            if len(batch) == 1 or (self._fails_all is not None and self._fails_all(error)):
+                outcomes = [error] * len(batch)
             else:
                 logger.warning(
                     "%s: a batch of %d failed (%s: %s); writing them one at a time",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +23,11 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
+from storage.errors import is_storage_unavailable
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # How long a writer waits for another writer (the bot and the HTTP API, or a second
-# process) before SQLite gives up with "database is locked".
+# process) before SQLite gives up with "database is locked" (the HTTP API then answers 503).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # How many connections to a SQLite file the pool keeps open: as many as it may ever hand
 # out at once (SQLAlchemy's default 5, plus its 10 overflow). An overflow connection is
@@ -32,12 +37,14 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_POOL_SIZE = 15
 
 
-def _configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
+def _configure_sqlite(
+    busy_timeout_ms: int, dbapi_connection: Any, _connection_record: Any
+) -> None:
     # WAL lets readers and one writer work at once; NORMAL sync is durable in WAL mode
     # short of a power cut; foreign keys are off in SQLite unless asked for.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -57,7 +64,10 @@ def _roll_back_if_in_transaction(
         dbapi_connection.rollback()
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> AsyncEngine:
+    """The engine for `database_url`; `busy_timeout_ms` is SQLite's wait for the write lock."""
     url = make_url(database_url)
     is_sqlite = url.get_backend_name() == "sqlite"
     on_aiosqlite = is_sqlite and url.get_driver_name() == "aiosqlite"
@@ -71,7 +81,7 @@ def create_engine(database_url: str) -> AsyncEngine:
         options.update(pool_reset_on_return=None)  # _roll_back_if_in_transaction instead
     engine = create_async_engine(url, **options)
     if is_sqlite:
-        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "connect", partial(_configure_sqlite, busy_timeout_ms))
     if on_aiosqlite:
         event.listen(engine.sync_engine, "reset", _roll_back_if_in_transaction)
     return engine
@@ -79,6 +89,15 @@ def create_engine(database_url: str) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """How a write transaction ended: committed (`error` None) or failed for the database."""
+
+    at: float
+    """`time.monotonic()` when it ended."""
+    error: BaseException | None
 
 
 class Writers:
@@ -89,16 +108,43 @@ class Writers:
     concurrent writers spend most of their time asleep while the lock is free. Taking
     turns here first means each write finds the lock free; other processes are still
     covered by the busy timeout.
+
+    The last write's outcome is kept (`last_outcome`): /health asks whether the database
+    takes writes, and a write that has just committed or just failed says so best.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._turn = asyncio.Lock()
+        self.last_outcome: WriteOutcome | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._turn, self._sessions() as session:
-            yield session
+        async with self.turn(), self._sessions() as session:
+            try:
+                yield session
+            except Exception as error:
+                if is_storage_unavailable(error):
+                    self.record(error)
+                raise
+            # Ended with its transaction committed (one left open only read, or wrote
+            # nothing yet, and proves nothing about writing).
+            if not session.in_transaction():
+                self.record(None)
+
+    @asynccontextmanager
+    async def turn(self, *, wait_at_most: float | None = None) -> AsyncIterator[None]:
+        """This process's turn to write; TimeoutError if it has not come in `wait_at_most` s."""
+        async with asyncio.timeout(wait_at_most):
+            await self._turn.acquire()
+        try:
+            yield
+        finally:
+            self._turn.release()
+
+    def record(self, error: BaseException | None) -> None:
+        """Remember how the latest write ended (None: it committed)."""
+        self.last_outcome = WriteOutcome(time.monotonic(), error)
 
 
 def alembic_config() -> Config:

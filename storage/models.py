@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -249,3 +250,12 @@ class ChatMigration(Base):
     old_chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     new_chat_id: Mapped[int] = mapped_column(BigInteger)
     migrated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WriteProbe(Base):
+    """Always empty: /health writes a row here and deletes it, to prove writes commit."""
+
+    __tablename__ = "write_probes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -7,19 +7,23 @@ trip wakes two threads. On a small machine those wake-ups, not SQLite, were most
 read's time, and with a dozen connections reading at once their threads spent it taking
 turns at the GIL. Here each statement is one call of aiosqlite's (`execute_fetchall`,
 `executemany`): compiled once by SQLAlchemy for the engine's dialect, with values
-converted in and out by the columns' own types, as SQLAlchemy does; errors come as the
-driver's own (`sqlite3.Error`), unwrapped. Other databases take SQLAlchemy's ordinary path.
+converted in and out by the columns' own types, as SQLAlchemy does; the driver's errors
+are wrapped as SQLAlchemy wraps them (`sqlite3.OperationalError` becomes
+`sqlalchemy.exc.OperationalError`), so callers see one kind of storage error whichever
+path a statement took. Other databases take SQLAlchemy's ordinary path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Insert, Select, TextClause, Update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 Processor = Callable[[Any], Any]
@@ -124,7 +128,10 @@ class Statements:
         self, driver: Any, statement: Statement, params: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
         compiled = self._compiled_form(statement)
-        raw = await driver.execute_fetchall(compiled.sql, compiled.values(params))
+        try:
+            raw = await driver.execute_fetchall(compiled.sql, compiled.values(params))
+        except sqlite3.Error as error:
+            raise _wrapped(compiled.sql, error) from error
         return [compiled.row(row) for row in raw]
 
     async def first(
@@ -145,10 +152,19 @@ class Statements:
             return int(result.rowcount)
         compiled = self._compiled_form(statement)
         driver = await _driver(connection)
-        cursor = await driver.executemany(compiled.sql, [compiled.values(row) for row in rows])
+        try:
+            cursor = await driver.executemany(compiled.sql, [compiled.values(row) for row in rows])
+        except sqlite3.Error as error:
+            raise _wrapped(compiled.sql, error) from error
         return int(cursor.rowcount)
 
 
 async def _driver(connection: AsyncConnection) -> Any:
     """The aiosqlite connection under a pooled one."""
     return (await connection.get_raw_connection()).driver_connection
+
+
+def _wrapped(sql: str, error: sqlite3.Error) -> StatementError:
+    """The driver's error as SQLAlchemy's own path raises it (OperationalError, ...)."""
+    # Parameters left out: a reporter's text has no place in a log line about the disk.
+    return DBAPIError.instance(sql, None, error, sqlite3.Error, hide_parameters=True)

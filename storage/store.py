@@ -35,6 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from storage.batching import GroupCommit
 from storage.database import Writers
+from storage.errors import is_storage_unavailable
+from storage.health import WriteCheck
 from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, IncidentRow, utcnow
 from storage.outbox import Outbox, queue_card_edit
 from storage.rules import (
@@ -226,10 +228,12 @@ class IncidentStore:
         self._writers = Writers(sessions)
         self._on_delivery_queued = on_delivery_queued
         self._creations: GroupCommit[_Creation, Created] = GroupCommit(
-            self._write_creations, name="incident-creations"
+            self._write_creations, name="incident-creations", fails_all=is_storage_unavailable
         )
         self._status_changes: GroupCommit[_StatusRequest, StatusChange] = GroupCommit(
-            self._write_status_changes, name="incident-status-changes"
+            self._write_status_changes,
+            name="incident-status-changes",
+            fails_all=is_storage_unavailable,
         )
 
     @property
@@ -240,6 +244,15 @@ class IncidentStore:
     async def ping(self) -> None:
         """Raise unless the database answers a query."""
         await self._statements.all(_PING, {})
+
+    async def check_writable(self) -> None:
+        """Raise `storage.health.StorageUnavailableError` unless the database takes
+        writes now (see `storage.health`: the latest write's outcome, or a probe)."""
+        await self._write_check.check()
+
+    @cached_property
+    def _write_check(self) -> WriteCheck:
+        return WriteCheck(self._engine, self._writers)
 
     async def settled(self) -> None:
         """Wait for the creations and status changes queued so far to be committed.
@@ -262,11 +275,15 @@ class IncidentStore:
         return await self._creations.submit(_Creation(_incident_values(new), new, card))
 
     @cached_property
-    def _statements(self) -> Statements:
+    def _engine(self) -> AsyncEngine:
         engine = self._sessions.kw.get("bind")
         if not isinstance(engine, AsyncEngine):
             raise TypeError("IncidentStore needs sessions bound to an AsyncEngine")
-        return Statements(engine)
+        return engine
+
+    @cached_property
+    def _statements(self) -> Statements:
+        return Statements(self._engine)
 
     async def get(self, incident_id: int) -> IncidentRow:
         await self.settled()

@@ -38,4 +38,5 @@ async def test_health_returns_503_when_database_does_not_answer(
 
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": "unavailable"}
-    assert "database does not answer" in caplog.text
+    assert "the database cannot take writes" in caplog.text
+    assert response.headers["Retry-After"].isdigit()

@@ -11,12 +11,15 @@ from api import health, incidents
 
 EXPECTED_OPERATIONS = {
     ("/health", "get"): (health.health, {"200", "503"}),
-    ("/incidents", "post"): (incidents.create_incident, {"200", "201", "409", "422"}),
-    ("/incidents", "get"): (incidents.list_incidents, {"200", "422"}),
-    ("/incidents/{incident_id}", "get"): (incidents.get_incident, {"200", "404", "422"}),
+    ("/incidents", "post"): (incidents.create_incident, {"200", "201", "409", "422", "503"}),
+    ("/incidents", "get"): (incidents.list_incidents, {"200", "422", "503"}),
+    ("/incidents/{incident_id}", "get"): (
+        incidents.get_incident,
+        {"200", "404", "422", "503"},
+    ),
     ("/incidents/{incident_id}/status", "patch"): (
         incidents.change_incident_status,
-        {"200", "404", "409", "422"},
+        {"200", "404", "409", "422", "503"},
     ),
 }
 
@@ -87,6 +90,15 @@ async def test_openapi_documents_location_and_total_count_headers(
     assert "Location" in created["201"]["headers"]
     assert "Location" in created["200"]["headers"]
     assert "X-Total-Count" in listed["200"]["headers"]
+
+
+@pytest.mark.parametrize(("path", "method"), EXPECTED_OPERATIONS)
+async def test_openapi_documents_retry_after_of_503(
+    document: dict[str, Any], path: str, method: str
+) -> None:
+    unavailable = document["paths"][path][method]["responses"]["503"]
+
+    assert "Retry-After" in unavailable["headers"]
 
 
 async def test_docs_serves_swagger_ui(client: httpx.AsyncClient) -> None:

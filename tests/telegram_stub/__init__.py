@@ -67,7 +67,8 @@ Limits and faults: `stub.enable_rate_limits(RateLimits(group=Limit(5, 1.0)))` th
 `stub.inject_fault(FaultKind.BAD_GATEWAY, times=3 | duration=0.5, methods={"sendMessage"})`
 (also INTERNAL_ERROR, DISCONNECT, CHAT_NOT_FOUND, BOT_KICKED, TOO_MANY_REQUESTS, MIGRATED,
 SLOW with `delay=`), `stub.kick_bot(chat)`, `stub.forget_chat(chat)`,
-`stub.migrate_to_supergroup(group)`; `TelegramStub(callback_query_ttl=...)` expires presses.
+`stub.migrate_to_supergroup(group)`; `TelegramStub(callback_query_ttl=...)` expires presses;
+`stub.on_accepted("sendMessage", hook)` runs `hook(record)` as Telegram accepts each call.
 
 Webhooks: after `setWebhook` with an `http://127.0.0.1:<port>/...` URL the stub POSTs each
 update there in order, with `X-Telegram-Bot-Api-Secret-Token`, until the bot answers 2xx

@@ -324,6 +324,7 @@ class TelegramStub:
         self._calls: list[CallRecord] = []
         self._sent: list[ChatMessage] = []
         self._faults: list[Fault] = []
+        self._accepted_hooks: list[tuple[str, Callable[[CallRecord], None]]] = []
         self._rate_log: list[RateEvent] = []
         self._windows: dict[tuple[str, int], deque[float]] = {}
 
@@ -753,6 +754,11 @@ class TelegramStub:
         self._faults.append(fault)
         return fault
 
+    def on_accepted(self, method: str, hook: Callable[[CallRecord], None]) -> None:
+        """Call `hook(record)` whenever a `method` call succeeds, before the bot has the
+        answer: the moment Telegram has done what was asked (a test takes a lock there)."""
+        self._accepted_hooks.append((method.lower(), hook))
+
     def fail_next(
         self, times: int = 1, kind: FaultKind = FaultKind.BAD_GATEWAY, **options: Any
     ) -> Fault:
@@ -1135,6 +1141,10 @@ class TelegramStub:
             if counted:
                 self._count_rate(name, record.chat_id)
             status, payload = 200, {"ok": True, "result": result}
+            record.response = payload
+            for method, hook in self._accepted_hooks:
+                if method == name.lower():
+                    hook(record)
         except ApiError as error:
             status, payload = error.status, error.payload()
         record.finished_at = self.now()

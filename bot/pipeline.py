@@ -56,6 +56,7 @@ class UpdatePipeline(BaseMiddleware):
         self._settled.set()
         self._last_entered = -1
         self._entered = asyncio.Event()
+        self._release_waiters: dict[int, asyncio.Future[None]] = {}
 
     async def __call__(
         self,
@@ -71,9 +72,11 @@ class UpdatePipeline(BaseMiddleware):
         self._holding += 1
         self._settled.clear()
         holding = True
+        released = None
         if isinstance(event, Update):
             self._last_entered = max(self._last_entered, event.update_id)
             self._entered.set()
+            released = self._release_waiters.pop(event.update_id, None)
 
         def pass_turn() -> None:
             if not turn.done():
@@ -87,6 +90,8 @@ class UpdatePipeline(BaseMiddleware):
                 self._holding -= 1
                 if not self._holding:
                     self._settled.set()
+                if released is not None and not released.done():
+                    released.set_result(None)
 
         try:
             if previous is not None:
@@ -104,6 +109,20 @@ class UpdatePipeline(BaseMiddleware):
             self._busy -= 1
             if not self._busy:
                 self._idle.set()
+
+    async def until_released(self, update_id: int, handling: asyncio.Task[Any]) -> None:
+        """Wait until the update `update_id`, fed by the task `handling` (created just
+        now, not started yet), has done its part in the store, or `handling` ended.
+
+        Webhook mode answers Telegram then: its replies need not hold up the next update.
+        """
+        released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._release_waiters[update_id] = released
+        try:
+            await asyncio.wait((handling, released), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if self._release_waiters.get(update_id) is released:
+                del self._release_waiters[update_id]
 
     async def drained(self) -> None:
         """Wait until every update handed to the pipeline so far has finished, replies

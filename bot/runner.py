@@ -112,7 +112,9 @@ async def run_bot(
             else:
                 if app is None:
                     raise ValueError("webhook mode needs the HTTP app to receive updates on")
-                receiving = _receive_webhooks(settings, dispatcher, bot, app, reject)
+                receiving = _receive_webhooks(
+                    settings, dispatcher, bot, app, pipeline, on_rejected=reject
+                )
             async with receiving:
                 yield bot
             # Updates still being handled finish (their writes committed, their replies
@@ -159,7 +161,13 @@ async def _long_poll(
 
 @asynccontextmanager
 async def _receive_webhooks(
-    settings: Settings, dispatcher: Dispatcher, bot: Bot, app: FastAPI, on_rejected: Rejected
+    settings: Settings,
+    dispatcher: Dispatcher,
+    bot: Bot,
+    app: FastAPI,
+    pipeline: UpdatePipeline,
+    *,
+    on_rejected: Rejected,
 ) -> AsyncIterator[None]:
     """Mount the webhook route on the HTTP app and tell Telegram where it is.
 
@@ -170,7 +178,11 @@ async def _receive_webhooks(
     assert settings.webhook_path is not None
     app.include_router(
         create_webhook_router(
-            dispatcher, bot, path=settings.webhook_path, secret=settings.webhook_secret
+            dispatcher,
+            bot,
+            path=settings.webhook_path,
+            secret=settings.webhook_secret,
+            pipeline=pipeline,
         )
     )
     registering = asyncio.create_task(

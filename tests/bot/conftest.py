@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiogram.types import Chat, User
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.delivery import DeliveryPolicy
@@ -133,7 +134,8 @@ def launch_bot(
     """`async with launch_bot(**settings):` runs the bot exactly as main.py wires it.
 
     `limits=` and `delivery=` replace Telegram's limits and the sender's policy;
-    `on_token_rejected=` is called when Telegram rejects the token.
+    `on_token_rejected=` is called when Telegram rejects the token; webhook mode receives
+    updates on `app=`.
     """
 
     @asynccontextmanager
@@ -142,6 +144,7 @@ def launch_bot(
         limits: Limits | None = None,
         delivery: DeliveryPolicy = TEST_DELIVERY,
         on_token_rejected: Callable[[], None] | None = None,
+        app: FastAPI | None = None,
         **overrides: Any,
     ) -> AsyncIterator[None]:
         settings = make_settings(stub, database_url, **overrides)
@@ -154,6 +157,7 @@ def launch_bot(
             delivery_queued=delivery_queued,
             pipeline=pipeline,
             on_token_rejected=on_token_rejected,
+            app=app,
         ):
             yield
 

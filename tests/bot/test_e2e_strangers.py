@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import uvicorn
+
+from api.app import create_app
 from bot.handlers.unserved import ANSWERS_PER_MINUTE
 from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits, Rate
 from storage.store import IncidentStore
 from tests.bot.conftest import BotLauncher, all_handled
+from tests.service import free_port
 from tests.telegram_stub import TelegramStub
 
 SERVED_CHAT_ID = -1_009_000_000_042
@@ -69,3 +75,36 @@ async def test_answer_waiting_for_its_chat_allowance_does_not_hold_up_reports(
 
     assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring")
     assert (await store.list()).total == 1
+
+
+async def test_webhook_answer_waiting_for_its_allowance_does_not_hold_up_deliveries(
+    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher
+) -> None:
+    group, alice = stub.supergroup("On-call", chat_id=SERVED_CHAT_ID), stub.user("Alice")
+    other = stub.supergroup("Warehouse")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram/webhook"
+    app = create_app(store, api_key=None)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    )
+
+    async with launch_bot(
+        app=app,
+        webhook_url=url,
+        webhook_secret="s3cret",
+        limits=Limits(group=Rate(1, 20.0), reply_max_wait=30.0),
+    ):
+        serving = asyncio.create_task(server.serve())
+        try:
+            await stub.wait_for(lambda: stub.webhook.get("url") == url, what="the webhook")
+            first = await stub.send_user_message(group, alice, "/help")
+            await stub.wait_for_message(group, reply_to=first)
+            await stub.send_user_message(group, alice, "/help")
+            report = await stub.send_user_message(other, alice, "[monitoring] Point 7 down")
+            card = await stub.wait_for_message(other, reply_to=report, timeout=REPORTED_WITHIN)
+        finally:
+            server.should_exit = True
+            await serving
+
+    assert (card.text or "").startswith("🔴 Incident #1 · open · monitoring")

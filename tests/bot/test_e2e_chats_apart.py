@@ -165,6 +165,9 @@ async def test_supergroup_keeps_the_incidents_of_the_group_it_was(
         changed = await _ask(stub, supergroup, "#1 resolved")
         not_theirs = await _ask(stub, supergroup, "#2 closed")
         listed_by_b = await _ask(stub, chat_b, "/list")
+    # The upgrade is remembered: after a restart the supergroup still sees the group's.
+    async with launch_bot(allowed_chat_ids=frozenset({group.id, CHAT_B})):
+        after_restart = await _ask(stub, supergroup, "/list resolved")
 
     lines = listed.split("\n")
     assert lines[0] == "Incidents · 1-2 of 2, newest first, times in UTC"
@@ -173,6 +176,7 @@ async def test_supergroup_keeps_the_incidents_of_the_group_it_was(
     assert changed.startswith("🟢 Incident #1 · resolved")
     assert not_theirs == "Incident #2 not found"
     assert listed_by_b.split("\n")[0] == "Incidents · 1-1 of 1, newest first, times in UTC"
+    assert after_restart.split("\n")[1].startswith("#1 · resolved")
     assert (await store.get(1)).status == Status.RESOLVED
     assert (await store.get(2)).status == Status.OPEN
 

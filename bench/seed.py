@@ -18,13 +18,17 @@ SOURCES = ("monitoring", "operator", "partner", "zabbix")
 STATUSES = ("open", "in_progress", "resolved", "closed")
 """Seeded in turn (row i gets STATUSES[i % 4]): a quarter of the store is open."""
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+CHAT_ID = -1_001_000_000_001
+"""The chat every seeded incident belongs to: the stand-in's supergroup, whose /list the
+growth bench reads (a chat sees only its own incidents)."""
 # How SQLAlchemy's SQLite DateTime stores a UTC time.
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # Tables whose rows are derived from incidents, rebuilt after seeding: name -> SQL.
 DERIVED_TABLES = {
     "incident_counts": (
-        "INSERT INTO incident_counts (status, source, total)"
-        " SELECT status, source, count(*) FROM incidents GROUP BY status, source"
+        "INSERT INTO incident_counts (chat_id, status, source, total)"
+        " SELECT coalesce(chat_id, 0), status, source, count(*) FROM incidents"
+        " GROUP BY coalesce(chat_id, 0), status, source"
     ),
 }
 
@@ -58,6 +62,7 @@ def _rows(first_id: int, last_id: int) -> Iterator[tuple[object, ...]]:
             created,
             "seed",
             "seed",
+            CHAT_ID,
         )
 
 
@@ -88,7 +93,7 @@ def seed(path: Path, total: int) -> int:
         connection.execute("BEGIN")
         connection.executemany(
             "INSERT INTO incidents (id, description, status, source, created_at, updated_at,"
-            " created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_by, updated_by, chat_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             _rows(current + 1, total),
         )
         for table, rebuild in DERIVED_TABLES.items():

@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any, Self
 
+from bench.seed import CHAT_ID
 from settings import Settings
 from tests.telegram_stub import TelegramStub
 
@@ -21,7 +22,7 @@ REPORT = "[monitoring] Scooter #{number} is not responding since the last firmwa
 class _Commands:
     def __init__(self, stub: TelegramStub) -> None:
         self.stub = stub
-        self.chat = stub.supergroup("On-call")
+        self.chat = stub.supergroup("On-call", chat_id=CHAT_ID)
         self.user = stub.user("Alice", language_code="en")
 
     async def hello(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from storage.models import AnyIncident
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
     CardRequest,
+    ChatScope,
     IncidentNotFoundError,
     IncidentStore,
     NewIncident,
@@ -107,14 +108,17 @@ async def report_incident(
 
 
 async def change_status(
-    message: Message, store: IncidentStore, incident_id: int, status: Status
+    message: Message, store: IncidentStore, chats: ChatScope, incident_id: int, status: Status
 ) -> None:
-    """Move an incident to `status` and reply with its card, or say why not.
+    """Move an incident of this chat's to `status` and reply with its card, or say why not.
 
     The incident's own card follows through the outbox: the store queued its edit.
+    Another chat's incident is not found.
     """
     try:
-        change = await store.change_status(incident_id, status, changed_by=author_name(message))
+        change = await store.change_status(
+            incident_id, status, changed_by=author_name(message), chats=chats
+        )
     except IncidentNotFoundError:
         await message.reply(escape(not_found_text(incident_id)))
         return
@@ -124,9 +128,12 @@ async def change_status(
     await reply_with_card(message, change.incident)
 
 
-async def show_card(message: Message, store: IncidentStore, incident_id: int) -> None:
+async def show_card(
+    message: Message, store: IncidentStore, chats: ChatScope, incident_id: int
+) -> None:
+    """Reply with the card of an incident of this chat's; another chat's is not found."""
     try:
-        incident = await store.get(incident_id)
+        incident = await store.get(incident_id, chats=chats)
     except IncidentNotFoundError:
         await message.reply(escape(not_found_text(incident_id)))
         return

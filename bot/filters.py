@@ -13,6 +13,7 @@ from aiogram.filters import Filter
 from aiogram.types import Chat, Message, TelegramObject
 
 from bot.parsing import parse_report, parse_status_command, parse_status_word
+from storage.store import ChatScope
 
 
 def message_text(message: Message) -> str | None:
@@ -41,6 +42,7 @@ class ServedChats:
         if notify_chat_id is not None and not self.serves_every_chat:
             self._ids.add(notify_chat_id)
         self._moved: dict[int, int] = {}
+        self._moved_from: dict[int, set[int]] = {}
         for old, new in (migrations or {}).items():
             self.follow(old, new)
 
@@ -49,7 +51,11 @@ class ServedChats:
 
     def follow(self, old_chat_id: int, new_chat_id: int) -> None:
         """The group `old_chat_id` is now the supergroup `new_chat_id`."""
+        previous = self._moved.get(old_chat_id)
+        if previous is not None:
+            self._moved_from[previous].discard(old_chat_id)
         self._moved[old_chat_id] = new_chat_id
+        self._moved_from.setdefault(new_chat_id, set()).add(old_chat_id)
         if old_chat_id in self._ids:
             self._ids.add(new_chat_id)
 
@@ -57,17 +63,39 @@ class ServedChats:
         """The supergroup a group became, or None if it was never upgraded."""
         return self._moved.get(chat_id)
 
+    def scope(self, chat_id: int) -> ChatScope:
+        """The incidents this chat sees: its own and those of the groups that became it
+        (a group upgraded to a supergroup keeps its incidents)."""
+        chat_ids = {chat_id}
+        unvisited = [chat_id]
+        while unvisited:
+            for old in self._moved_from.get(unvisited.pop(), ()):
+                if old not in chat_ids:
+                    chat_ids.add(old)
+                    unvisited.append(old)
+        return ChatScope(frozenset(chat_ids))
+
 
 class ChatAllowed(Filter):
-    """The update comes from a served chat (see ServedChats)."""
+    """The update comes from a served chat (see ServedChats): passes `chats`, the scope of
+    the incidents it may see and change (`ServedChats.scope`).
+
+    An update with no chat (a button on an inline message) sees no incident.
+    """
 
     def __init__(self, served: ServedChats) -> None:
         self.served = served
 
-    async def __call__(self, event: TelegramObject, event_chat: Chat | None = None) -> bool:
-        if self.served.serves_every_chat:
-            return True
-        return event_chat is not None and event_chat.id in self.served
+    async def __call__(
+        self, event: TelegramObject, event_chat: Chat | None = None
+    ) -> bool | dict[str, Any]:
+        if event_chat is None:
+            if not self.served.serves_every_chat:
+                return False
+            return {"chats": ChatScope(frozenset())}
+        if event_chat.id not in self.served:
+            return False
+        return {"chats": self.served.scope(event_chat.id)}
 
 
 class IsReport(Filter):

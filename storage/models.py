@@ -119,7 +119,10 @@ class Incident(Base):
     # Who reported it and who last changed its status: a Telegram name, "api", ...
     created_by: Mapped[str | None] = mapped_column(String(128))
     updated_by: Mapped[str | None] = mapped_column(String(128))
-    # The Telegram message it came from; unique together, so one message is one incident.
+    # The chat it belongs to, and the Telegram message it came from (unique together, so
+    # one message is one incident). An incident created over HTTP belongs to the chat it
+    # is announced in (NOTIFY_CHAT_ID) and has no message; with the bot off, to no chat.
+    # A chat's commands, replies and buttons see only its own incidents (`ChatScope`).
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     # The bot's card for this incident, so a status change made elsewhere can edit it.
@@ -141,6 +144,9 @@ class Incident(Base):
         Index(None, "status", "id"),
         Index(None, "source", "id"),
         Index(None, "card_chat_id", "card_message_id"),
+        # A chat's /list: its incidents newest first, all of them or those in one status.
+        Index(None, "chat_id", "id"),
+        Index(None, "chat_id", "status", "id"),
     )
 
     def __repr__(self) -> str:
@@ -174,8 +180,13 @@ AnyIncident: TypeAlias = Incident | IncidentRow
 """An incident to show: a row, as the store returns it, or mapped, as the outbox hands it out."""
 
 
+NO_CHAT = 0
+"""`IncidentCount.chat_id` for the incidents of no chat (Telegram never uses 0 for a chat):
+a primary key cannot hold NULL."""
+
+
 class IncidentCount(Base):
-    """How many incidents have each status and source.
+    """How many incidents each chat has in each status and from each source.
 
     The store keeps it in the transaction of every create and status change, so the total
     behind a page (X-Total-Count, /list's "1-20 of N") is a sum over a few rows rather
@@ -184,6 +195,8 @@ class IncidentCount(Base):
 
     __tablename__ = "incident_counts"
 
+    # First in the key: a chat's total is read from its own rows.
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     status: Mapped[Status] = mapped_column(_string_enum(Status), primary_key=True)
     source: Mapped[str] = mapped_column(String(SOURCE_MAX_LENGTH), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger)

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    ColumnElement,
     Insert,
     Select,
     and_,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,7 +39,15 @@ from storage.batching import GroupCommit
 from storage.database import Writers
 from storage.errors import is_storage_unavailable
 from storage.health import WriteCheck
-from storage.models import Delivery, DeliveryKind, Incident, IncidentCount, IncidentRow, utcnow
+from storage.models import (
+    NO_CHAT,
+    Delivery,
+    DeliveryKind,
+    Incident,
+    IncidentCount,
+    IncidentRow,
+    utcnow,
+)
 from storage.outbox import Outbox, queue_card_edit
 from storage.rules import (
     DEFAULT_SOURCE,
@@ -49,11 +59,13 @@ from storage.rules import (
 )
 from storage.statements import Statements
 
-# Adds to the count of incidents with a status and source (creating it at the first one).
-# Upsert syntax that SQLite (3.24+) and PostgreSQL share.
+# Adds to the count of a chat's incidents with a status and source (creating it at the
+# first one). Upsert syntax that SQLite (3.24+) and PostgreSQL share.
 _ADD_TO_COUNT = text(
-    "INSERT INTO incident_counts (status, source, total) VALUES (:status, :source, :delta)"
-    " ON CONFLICT (status, source) DO UPDATE SET total = incident_counts.total + excluded.total"
+    "INSERT INTO incident_counts (chat_id, status, source, total)"
+    " VALUES (:chat_id, :status, :source, :delta)"
+    " ON CONFLICT (chat_id, status, source)"
+    " DO UPDATE SET total = incident_counts.total + excluded.total"
 )
 
 
@@ -88,12 +100,33 @@ class StatusChangedMeanwhileError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ChatScope:
+    """The incidents a chat's commands, replies and buttons may see and change: those of
+    the chat itself and of the groups Telegram upgraded into it.
+
+    Reads and changes given a scope treat every other incident as not found. The HTTP API
+    gives none and sees every incident.
+    """
+
+    chat_ids: frozenset[int]
+
+    def sees(self, incident: IncidentRow) -> bool:
+        return incident.chat_id in self.chat_ids
+
+
+def _in_scope(chats: ChatScope | None, incident: IncidentRow) -> bool:
+    return chats is None or chats.sees(incident)
+
+
+@dataclass(frozen=True, slots=True)
 class NewIncident:
     description: str
     source: str = DEFAULT_SOURCE
     status: Status = Status.OPEN
     created_by: str | None = None
     chat_id: int | None = None
+    """The chat it was reported in. Without one, an incident whose card is announced in a
+    chat belongs to that chat (the HTTP API's, NOTIFY_CHAT_ID)."""
     message_id: int | None = None
     idempotency_key: str | None = None
 
@@ -177,10 +210,18 @@ _BY_MESSAGE = (
 )
 
 
+def _chat_ids(count: int) -> list[BindParameter[int]]:
+    """A scope's chats, bound as chat_0 ... chat_<count - 1>."""
+    return [bindparam(f"chat_{n}") for n in range(count)]
+
+
 @cache
-def _total_query(by_status: bool, by_source: bool) -> Select[Any]:
-    """How many incidents match the status and source filters, from the kept counts."""
-    counted = []
+def _total_query(by_status: bool, by_source: bool, chats: int) -> Select[Any]:
+    """How many incidents match the status and source filters, from the kept counts:
+    in the `chats` chats bound (see `_chat_ids`), or with none, in every chat and none."""
+    counted: list[ColumnElement[bool]] = []
+    if chats:
+        counted.append(_COUNTS.c.chat_id.in_(_chat_ids(chats)))
     if by_status:
         counted.append(_COUNTS.c.status == bindparam("status"))
     if by_source:
@@ -189,8 +230,11 @@ def _total_query(by_status: bool, by_source: bool) -> Select[Any]:
 
 
 @cache
-def _page_query(by_status: bool, by_source: bool, below: bool, above: bool) -> Select[Any]:
-    """A page of incidents with the filters' total as its last column (one per shape).
+def _page_query(
+    by_status: bool, by_source: bool, below: bool, above: bool, chats: int
+) -> Select[Any]:
+    """A page of incidents with the filters' total as its last column (one per shape),
+    of the `chats` chats bound (see `_chat_ids`), or with none, of every chat and none.
 
     The total rides along as a scalar subquery, so a page and its count are one round
     trip, read from one snapshot. Every row repeats it; an empty page carries none.
@@ -204,12 +248,36 @@ def _page_query(by_status: bool, by_source: bool, below: bool, above: bool) -> S
         filters.append(_INCIDENTS.c.id < bindparam("before"))
     if above:
         filters.append(_INCIDENTS.c.id > bindparam("after"))
-    total = _total_query(by_status, by_source).scalar_subquery()
+    total = _total_query(by_status, by_source, chats).scalar_subquery()
     # The page just newer than `after` is read upwards from it, then turned around.
+    order = _INCIDENTS.c.id.asc() if above else _INCIDENTS.c.id.desc()
+    if chats <= 1:
+        if chats:
+            filters.append(_INCIDENTS.c.chat_id == bindparam("chat_0"))
+        return (
+            select(*_ROW_COLUMNS, total.label("total"))
+            .where(*filters)
+            .order_by(order)
+            .limit(bindparam("limit"))
+            .offset(bindparam("offset"))
+        )
+    # A chat and the groups it was upgraded from: `chat_id IN (...)` cannot walk an index
+    # in id order, and would sort every incident of those chats. Each chat's part of the
+    # page is read on its own index instead, as far as the page reaches, then merged.
+    parts = [
+        select(
+            select(*_ROW_COLUMNS)
+            .where(*filters, _INCIDENTS.c.chat_id == chat_id)
+            .order_by(order)
+            .limit(bindparam("reach"))
+            .subquery()
+        )
+        for chat_id in _chat_ids(chats)
+    ]
+    merged = union_all(*parts).subquery()
     return (
-        select(*_ROW_COLUMNS, total.label("total"))
-        .where(*filters)
-        .order_by(_INCIDENTS.c.id.asc() if above else _INCIDENTS.c.id.desc())
+        select(*merged.c, total.label("total"))
+        .order_by(merged.c.id.asc() if above else merged.c.id.desc())
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
@@ -272,7 +340,7 @@ class IncidentStore:
         Concurrent creations share a transaction (`storage.batching`); each is committed
         before this returns.
         """
-        return await self._creations.submit(_Creation(_incident_values(new), new, card))
+        return await self._creations.submit(_Creation(_incident_values(new, card), new, card))
 
     @cached_property
     def _engine(self) -> AsyncEngine:
@@ -285,12 +353,14 @@ class IncidentStore:
     def _statements(self) -> Statements:
         return Statements(self._engine)
 
-    async def get(self, incident_id: int) -> IncidentRow:
+    async def get(self, incident_id: int, *, chats: ChatScope | None = None) -> IncidentRow:
+        """The incident; with `chats`, only if it is theirs (see `ChatScope`)."""
         await self.settled()
         row = await self._statements.first(_BY_ID, {"id": incident_id})
-        if row is None:
+        incident = None if row is None else IncidentRow._make(row)
+        if incident is None or not _in_scope(chats, incident):
             raise IncidentNotFoundError(incident_id)
-        return IncidentRow._make(row)
+        return incident
 
     async def find_by_message(self, chat_id: int, message_id: int) -> IncidentRow | None:
         """The incident made from a Telegram message, or whose card is that message."""
@@ -309,8 +379,10 @@ class IncidentStore:
         offset: int = 0,
         before: int | None = None,
         after: int | None = None,
+        chats: ChatScope | None = None,
     ) -> IncidentPage:
-        """Incidents newest first, with the total count matching the filters.
+        """Incidents newest first, with the total count matching the filters; with
+        `chats`, only theirs (see `ChatScope`).
 
         `before` and `after` page by key: the page of incidents just older than the id
         `before` (the next page starts below the last id of this one), or just newer than
@@ -325,9 +397,16 @@ class IncidentStore:
             "after": after,
             "limit": limit,
             "offset": offset,
+            "reach": limit + offset,
         }
+        scoped = 0
+        if chats is not None:
+            if not chats.chat_ids:
+                return IncidentPage(items=[], total=0)
+            scoped = len(chats.chat_ids)
+            params.update((f"chat_{n}", id_) for n, id_ in enumerate(sorted(chats.chat_ids)))
         by_status, by_source = status is not None, source is not None
-        page = _page_query(by_status, by_source, before is not None, after is not None)
+        page = _page_query(by_status, by_source, before is not None, after is not None, scoped)
         await self.settled()
         rows = await self._statements.all(page, params)
         if rows:
@@ -335,7 +414,7 @@ class IncidentStore:
         else:
             # Past the last page (or nothing matches): no row carried the total.
             (total,) = await self._statements.first(
-                _total_query(by_status, by_source), params
+                _total_query(by_status, by_source, scoped), params
             ) or (0,)
         items = [IncidentRow._make(row[:-1]) for row in rows]
         if after is not None:
@@ -349,8 +428,10 @@ class IncidentStore:
         *,
         expected: Status | None = None,
         changed_by: str | None = None,
+        chats: ChatScope | None = None,
     ) -> StatusChange:
-        """Move an incident to `new` if its current status allows it.
+        """Move an incident to `new` if its current status allows it; with `chats`, only
+        an incident of theirs (any other is not found, see `ChatScope`).
 
         `expected` is the status the caller acted on (a button pressed on a card): if the
         incident has moved on since, the change is refused rather than applied blindly.
@@ -361,7 +442,7 @@ class IncidentStore:
         # creation still in the queue is stored first.
         await self._creations.settled()
         return await self._status_changes.submit(
-            _StatusRequest(incident_id, new, expected, changed_by)
+            _StatusRequest(incident_id, new, expected, changed_by, chats)
         )
 
     async def update_description(
@@ -421,11 +502,7 @@ class IncidentStore:
                 await session.execute(_INSERT_DELIVERIES, deliveries)
             await self._add_to_counts(
                 connection,
-                Counter(
-                    (outcome.incident.status, outcome.incident.source)
-                    for outcome in created
-                    if outcome is not None
-                ),
+                Counter(_counted(outcome.incident) for outcome in created if outcome is not None),
             )
             outcomes: list[Created | Exception] = []
             for creation, stored in zip(batch, created, strict=True):
@@ -485,10 +562,10 @@ class IncidentStore:
                     connection = await session.connection()
                     continue
                 edits_queued = [self._queue_card_edit(session, now) for _, now in by_id.values()]
-                counts: Counter[tuple[Status, str]] = Counter()
+                counts: Counter[tuple[int, Status, str]] = Counter()
                 for read, now in by_id.values():
-                    counts[read.status, read.source] -= 1
-                    counts[now.status, now.source] += 1
+                    counts[_counted(read)] -= 1
+                    counts[_counted(now)] += 1
                 await self._add_to_counts(connection, counts)
                 await session.commit()
                 if any(edits_queued):
@@ -508,12 +585,12 @@ class IncidentStore:
         return True
 
     async def _add_to_counts(
-        self, connection: AsyncConnection, deltas: Counter[tuple[Status, str]]
+        self, connection: AsyncConnection, deltas: Counter[tuple[int, Status, str]]
     ) -> None:
         """Keep `incident_counts` in step, in the transaction of the change itself."""
         changes = [
-            {"status": status.value, "source": source, "delta": delta}
-            for (status, source), delta in deltas.items()
+            {"chat_id": chat_id, "status": status.value, "source": source, "delta": delta}
+            for (chat_id, status, source), delta in deltas.items()
             if delta
         ]
         if changes:
@@ -557,17 +634,26 @@ class _StatusRequest:
     new: Status
     expected: Status | None
     changed_by: str | None
+    chats: ChatScope | None
 
 
-def _incident_values(new: NewIncident) -> dict[str, Any]:
+def _counted(incident: IncidentRow) -> tuple[int, Status, str]:
+    """The `incident_counts` row that counts this incident."""
+    chat_id = NO_CHAT if incident.chat_id is None else incident.chat_id
+    return chat_id, incident.status, incident.source
+
+
+def _incident_values(new: NewIncident, card: CardRequest | None = None) -> dict[str, Any]:
     """The new incident's columns; raises InvalidIncidentError before anything is queued."""
+    # Announced without a chat of its own (over HTTP): the announcement's chat owns it.
+    chat_id = new.chat_id if new.chat_id is not None or card is None else card.chat_id
     return {
         "description": normalize_description(new.description),
         "source": normalize_source(new.source),
         "status": new.status,
         "created_by": new.created_by,
         "updated_by": new.created_by,
-        "chat_id": new.chat_id,
+        "chat_id": chat_id,
         "message_id": new.message_id,
         "idempotency_key": new.idempotency_key,
     }
@@ -666,7 +752,7 @@ class _Judgement:
 
     def apply(self, request: _StatusRequest) -> StatusChange | Exception:
         read = self._found.get(request.incident_id)
-        if read is None:
+        if read is None or not _in_scope(request.chats, read):
             return IncidentNotFoundError(request.incident_id)
         incident = self._latest.get(request.incident_id, read)
         current = incident.status

@@ -16,6 +16,7 @@ from bot import actions
 from bot.callbacks import ListPage, StatusButton
 from bot.cards import LIST_PAGE_SIZE, render_card, render_list_page, shorten, status_label
 from storage.store import (
+    ChatScope,
     IncidentNotFoundError,
     IncidentStore,
     StatusChangedMeanwhileError,
@@ -31,7 +32,11 @@ def _answer_text(text: str) -> str:
 
 
 async def press_status_button(
-    callback: CallbackQuery, callback_data: StatusButton, store: IncidentStore, bot: Bot
+    callback: CallbackQuery,
+    callback_data: StatusButton,
+    store: IncidentStore,
+    chats: ChatScope,
+    bot: Bot,
 ) -> None:
     """Change the status and answer the press at once.
 
@@ -39,6 +44,7 @@ async def press_status_button(
     change). Another message with the same buttons (a /status answer) is edited here. A
     press made on an out-of-date card (someone else changed the incident first, or the
     move is no longer allowed) changes nothing: it gets an alert and a refreshed card.
+    A button naming another chat's incident (forged data) finds nothing.
     """
     card = callback.message
     pressed = (card.chat.id, card.message_id) if card is not None else None
@@ -48,6 +54,7 @@ async def press_status_button(
             callback_data.target,
             expected=callback_data.seen_status,
             changed_by=callback.from_user.full_name[: actions.NAME_MAX_LENGTH],
+            chats=chats,
         )
     except IncidentNotFoundError:
         await callback.answer(
@@ -79,19 +86,25 @@ async def press_status_button(
 
 
 async def turn_list_page(
-    callback: CallbackQuery, callback_data: ListPage, store: IncidentStore, bot: Bot
+    callback: CallbackQuery,
+    callback_data: ListPage,
+    store: IncidentStore,
+    chats: ChatScope,
+    bot: Bot,
 ) -> None:
-    """Show another /list page in the same message."""
+    """Show another page of this chat's /list in the same message."""
     status = callback_data.status_filter
     page_number = callback_data.page
     before, after = callback_data.before, callback_data.after
     if page_number == 0:
-        page = await store.list(status=status, limit=LIST_PAGE_SIZE)
+        page = await store.list(status=status, limit=LIST_PAGE_SIZE, chats=chats)
     elif before is not None or after is not None:
-        page = await store.list(status=status, limit=LIST_PAGE_SIZE, before=before, after=after)
+        page = await store.list(
+            status=status, limit=LIST_PAGE_SIZE, before=before, after=after, chats=chats
+        )
     else:
         offset = page_number * LIST_PAGE_SIZE
-        page = await store.list(status=status, limit=LIST_PAGE_SIZE, offset=offset)
+        page = await store.list(status=status, limit=LIST_PAGE_SIZE, offset=offset, chats=chats)
     rendered = render_list_page(
         page.items, total=page.total, status=status, page=page_number, now=datetime.now(UTC)
     )

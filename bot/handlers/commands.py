@@ -14,7 +14,7 @@ from bot.cards import LIST_PAGE_SIZE, escape, render_list_page
 from bot.menu import command_descriptions
 from bot.parsing import Report, parse_incident_id, parse_report, parse_status_word
 from storage.rules import DEFAULT_SOURCE, STATUS_VALUES
-from storage.store import IncidentStore
+from storage.store import ChatScope, IncidentStore
 
 
 def help_text() -> str:
@@ -66,15 +66,17 @@ async def new_incident(message: Message, command: CommandObject, store: Incident
     await actions.report_incident(message, store, report)
 
 
-async def list_incidents(message: Message, command: CommandObject, store: IncidentStore) -> None:
-    """`/list [status]`: the newest incidents, a page at a time."""
+async def list_incidents(
+    message: Message, command: CommandObject, store: IncidentStore, chats: ChatScope
+) -> None:
+    """`/list [status]`: this chat's newest incidents, a page at a time."""
     status = None
     if command.args:
         status = parse_status_word(command.args)
         if status is None:
             await message.reply(escape(unknown_status_text(command.args.strip())))
             return
-    page = await store.list(status=status, limit=LIST_PAGE_SIZE)
+    page = await store.list(status=status, limit=LIST_PAGE_SIZE, chats=chats)
     rendered = render_list_page(
         page.items, total=page.total, status=status, page=0, now=datetime.now(UTC)
     )
@@ -82,7 +84,7 @@ async def list_incidents(message: Message, command: CommandObject, store: Incide
 
 
 async def change_or_show_status(
-    message: Message, command: CommandObject, store: IncidentStore
+    message: Message, command: CommandObject, store: IncidentStore, chats: ChatScope
 ) -> None:
     """`/status 17 resolved` changes the status; `/status 17` shows the card."""
     parts = (command.args or "").split(maxsplit=1)
@@ -91,13 +93,13 @@ async def change_or_show_status(
         await message.reply(escape(status_usage_text()))
         return
     if len(parts) == 1:
-        await actions.show_card(message, store, incident_id)
+        await actions.show_card(message, store, chats, incident_id)
         return
     status = parse_status_word(parts[1])
     if status is None:
         await message.reply(escape(unknown_status_text(parts[1].strip())))
         return
-    await actions.change_status(message, store, incident_id, status)
+    await actions.change_status(message, store, chats, incident_id, status)
 
 
 def create_router() -> Router:

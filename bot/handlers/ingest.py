@@ -15,7 +15,7 @@ from bot.callbacks import StatusButton
 from bot.filters import IsReport, IsStatusCommand, IsStatusReply, message_text
 from bot.parsing import MissingDescription, Report, StatusCommand, parse_report
 from storage.rules import DEFAULT_SOURCE, Status
-from storage.store import IncidentStore
+from storage.store import ChatScope, IncidentStore
 
 
 async def ingest_report(
@@ -26,9 +26,10 @@ async def ingest_report(
 
 
 async def change_by_reply(
-    message: Message, status: Status, store: IncidentStore, bot: Bot
+    message: Message, status: Status, store: IncidentStore, chats: ChatScope, bot: Bot
 ) -> None:
-    """A status word replying to a card or to a report changes that incident."""
+    """A status word replying to a card or to a report changes that incident (if it is
+    this chat's: a card forwarded from another chat names an incident it does not see)."""
     replied = message.reply_to_message
     if replied is None:
         return
@@ -36,14 +37,16 @@ async def change_by_reply(
     incident_id = incident.id if incident is not None else _card_incident_id(replied, bot)
     if incident_id is None:
         return
-    await actions.change_status(message, store, incident_id, status)
+    await actions.change_status(message, store, chats, incident_id, status)
 
 
 async def change_by_number(
-    message: Message, status_command: StatusCommand, store: IncidentStore
+    message: Message, status_command: StatusCommand, store: IncidentStore, chats: ChatScope
 ) -> None:
     """`#17 fixed`."""
-    await actions.change_status(message, store, status_command.incident_id, status_command.status)
+    await actions.change_status(
+        message, store, chats, status_command.incident_id, status_command.status
+    )
 
 
 async def follow_edit(message: Message, store: IncidentStore) -> None:

@@ -13,9 +13,14 @@ STATUS_USAGE = (
 )
 
 
-async def add_incidents(store: IncidentStore, count: int, source: str = "monitoring") -> None:
+async def add_incidents(
+    store: IncidentStore, count: int, *, chat_id: int, source: str = "monitoring"
+) -> None:
+    """Incidents of the chat `chat_id`, as if reported there over HTTP (no message)."""
     for number in range(1, count + 1):
-        await store.create(NewIncident(description=f"Problem {number}", source=source))
+        await store.create(
+            NewIncident(description=f"Problem {number}", source=source, chat_id=chat_id)
+        )
 
 
 async def test_start_and_help_explain_format_and_commands(scene: Scene) -> None:
@@ -88,7 +93,7 @@ async def test_list_empty_says_no_incidents(scene: Scene) -> None:
 
 async def test_list_shows_newest_first_filtered_by_status(scene: Scene) -> None:
     stub, chat, store = scene.stub, scene.chat, scene.store
-    await add_incidents(store, 3)
+    await add_incidents(store, 3, chat_id=chat.id)
     await store.change_status(2, Status.IN_PROGRESS)
 
     everything = await stub.send_user_message(chat, scene.alice, "/list")
@@ -121,7 +126,7 @@ async def test_list_unknown_status_names_valid_ones(scene: Scene) -> None:
 
 async def test_list_pages_with_prev_and_next_buttons(scene: Scene) -> None:
     stub, chat = scene.stub, scene.chat
-    await add_incidents(scene.store, 45)
+    await add_incidents(scene.store, 45, chat_id=chat.id)
 
     asked = await stub.send_user_message(chat, scene.alice, "/list")
     page = await stub.wait_for_message(chat, reply_to=asked)
@@ -171,7 +176,7 @@ async def test_status_of_missing_incident_says_not_found(scene: Scene) -> None:
 
 async def test_status_forbidden_transition_says_from_to_and_allowed(scene: Scene) -> None:
     stub, chat = scene.stub, scene.chat
-    await add_incidents(scene.store, 2)
+    await add_incidents(scene.store, 2, chat_id=chat.id)
     await scene.store.change_status(1, Status.CLOSED)
     await scene.store.change_status(2, Status.RESOLVED)
 
@@ -201,7 +206,7 @@ async def test_status_with_missing_or_bad_arguments_gets_usage(scene: Scene) -> 
 
 async def test_status_with_id_only_shows_card(scene: Scene) -> None:
     stub, chat = scene.stub, scene.chat
-    await add_incidents(scene.store, 1)
+    await add_incidents(scene.store, 1, chat_id=chat.id)
 
     asked = await stub.send_user_message(chat, scene.alice, "/status 1")
     reply = await stub.wait_for_message(chat, reply_to=asked)

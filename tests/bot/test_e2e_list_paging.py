@@ -13,9 +13,12 @@ from tests.bot.conftest import NOON, Scene, make_incident
 from tests.telegram_stub import ChatMessage
 
 
-async def add_incidents(store: IncidentStore, count: int, *, first: int = 1) -> None:
+async def add_incidents(store: IncidentStore, count: int, *, chat_id: int, first: int = 1) -> None:
+    """Incidents of the chat `chat_id`, as if reported there over HTTP (no message)."""
     for number in range(first, first + count):
-        await store.create(NewIncident(description=f"Problem {number}", source="monitoring"))
+        await store.create(
+            NewIncident(description=f"Problem {number}", source="monitoring", chat_id=chat_id)
+        )
 
 
 def shown_ids(message: ChatMessage) -> list[int]:
@@ -32,7 +35,7 @@ async def press(scene: Scene, listing: ChatMessage, text: str) -> list[int]:
 
 async def test_list_pages_forth_and_back_while_incidents_arrive(scene: Scene) -> None:
     stub, chat = scene.stub, scene.chat
-    await add_incidents(scene.store, 65)
+    await add_incidents(scene.store, 65, chat_id=chat.id)
     await scene.store.change_status(60, Status.CLOSED)
 
     asked = await stub.send_user_message(chat, scene.alice, "/list open")
@@ -41,7 +44,7 @@ async def test_list_pages_forth_and_back_while_incidents_arrive(scene: Scene) ->
     second = await press(scene, listing, "Next ▶")
     third = await press(scene, listing, "Next ▶")
     # Newer incidents push the page numbers down; the pages found by key stay put.
-    await add_incidents(scene.store, 5, first=66)
+    await add_incidents(scene.store, 5, chat_id=chat.id, first=66)
     back = await press(scene, listing, "◀ Prev")
     ahead = await press(scene, listing, "Next ▶")
     await press(scene, listing, "◀ Prev")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.filters import ServedChats
+from storage.store import ChatScope
 
 GROUP = -4_000_000_001
 SUPERGROUP = -1_001_000_000_001
@@ -38,3 +39,13 @@ def test_follow_of_unserved_group_serves_nothing_new() -> None:
 
     assert SUPERGROUP not in served
     assert served.moved_to(GROUP) == SUPERGROUP
+
+
+def test_scope_of_a_supergroup_holds_the_groups_that_became_it() -> None:
+    older = -4_000_000_000
+    served = ServedChats({older, NOTIFY}, migrations={older: GROUP})
+    served.follow(GROUP, SUPERGROUP)
+
+    assert served.scope(SUPERGROUP) == ChatScope(frozenset({SUPERGROUP, GROUP, older}))
+    assert served.scope(GROUP) == ChatScope(frozenset({GROUP, older}))
+    assert served.scope(NOTIFY) == ChatScope(frozenset({NOTIFY}))

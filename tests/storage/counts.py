@@ -6,11 +6,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 COUNTED = text(
-    "SELECT status, source, total FROM incident_counts WHERE total != 0 ORDER BY status, source"
+    "SELECT chat_id, status, source, total FROM incident_counts WHERE total != 0"
+    " ORDER BY chat_id, status, source"
 )
 RECOUNTED = text(
-    "SELECT status, source, count(*) FROM incidents GROUP BY status, source"
-    " ORDER BY status, source"
+    "SELECT coalesce(chat_id, 0) AS chat, status, source, count(*) FROM incidents"
+    " GROUP BY chat, status, source ORDER BY chat, status, source"
 )
 
 

@@ -88,12 +88,28 @@ async def test_times_stored_with_an_offset_are_read_as_utc(
         (_BY_MESSAGE, {"chat_id": -5, "message_id": 7}),
         (_BY_MESSAGE, {"chat_id": -5, "message_id": 8}),
         (
-            _page_query(by_status=True, by_source=True, below=True, above=False),
+            _page_query(by_status=True, by_source=True, below=True, above=False, chats=0),
             {"status": Status.OPEN, "source": "ops", "before": 9, "limit": 3, "offset": 1},
         ),
         (
-            _page_query(by_status=False, by_source=False, below=False, above=True),
+            _page_query(by_status=False, by_source=False, below=False, above=True, chats=0),
             {"after": 2, "limit": 50, "offset": 0},
+        ),
+        (
+            _page_query(by_status=True, by_source=False, below=False, above=False, chats=1),
+            {"status": Status.OPEN, "chat_0": -6, "limit": 2, "offset": 1},
+        ),
+        (
+            # A chat and the group it was upgraded from: each one's part, merged.
+            _page_query(by_status=True, by_source=False, below=True, above=False, chats=2),
+            {
+                **{"status": Status.OPEN, "before": 16, "limit": 3, "offset": 1, "reach": 4},
+                **{"chat_0": -6, "chat_1": -5},
+            },
+        ),
+        (
+            _page_query(by_status=False, by_source=False, below=False, above=True, chats=2),
+            {"after": 12, "limit": 2, "offset": 0, "reach": 2, "chat_0": -6, "chat_1": -5},
         ),
     ],
 )
@@ -106,6 +122,8 @@ async def test_single_trip_reads_give_what_sqlalchemy_gives(
         new = NewIncident(f"Точка {n} не отвечает", source="ops" if n % 3 else "zabbix")
         await store.create(new)
     await store.create(NewIncident("from chat", chat_id=-5, message_id=7))
+    for n in range(5):
+        await store.create(NewIncident(f"chat {n}", chat_id=-5 - n % 2, message_id=10 + n))
     await store.change_status(4, Status.RESOLVED)
     async with engine.connect() as connection:
         expected = [tuple(row) for row in await connection.execute(statement, params)]

@@ -177,12 +177,12 @@ def _close_as_another_process(database_url: str, incident_id: int) -> None:
         other.execute("UPDATE incidents SET status = 'closed' WHERE id = ?", (incident_id,))
         other.execute(
             "UPDATE incident_counts SET total = total - 1"
-            " WHERE status = 'open' AND source = 'operator'"
+            " WHERE chat_id = 0 AND status = 'open' AND source = 'operator'"
         )
         other.execute(
-            "INSERT INTO incident_counts (status, source, total)"
-            " VALUES ('closed', 'operator', 1)"
-            " ON CONFLICT (status, source) DO UPDATE SET total = total + 1"
+            "INSERT INTO incident_counts (chat_id, status, source, total)"
+            " VALUES (0, 'closed', 'operator', 1)"
+            " ON CONFLICT (chat_id, status, source) DO UPDATE SET total = total + 1"
         )
 
 

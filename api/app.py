@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,9 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
 from api import health, incidents
-from api.dependencies import ApiKeyRequired
+from api.dependencies import ApiKeyDocumented
 from api.schemas import ErrorOut, TransitionErrorOut
-from storage.rules import InvalidIncidentError
+from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
 from storage.store import IncidentNotFoundError, IncidentStore, TransitionNotAllowedError
 
 API_VERSION = "0.1.0"
@@ -60,17 +61,52 @@ def create_app(
     else:
         app.include_router(
             incidents.router,
-            dependencies=[ApiKeyRequired],
-            responses={401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key"}},
+            dependencies=[ApiKeyDocumented],
+            responses={
+                401: {
+                    "model": ErrorOut,
+                    "description": "Missing or wrong X-API-Key",
+                    "headers": {
+                        "WWW-Authenticate": {
+                            "description": "APIKey",
+                            "schema": {"type": "string"},
+                        }
+                    },
+                }
+            },
         )
     return app
 
 
 async def _request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-    # FastAPI's own 422, except that the echoed input may hold a lone surrogate ("\ud800"
-    # in the JSON body), which cannot be encoded as UTF-8: it is shown as U+FFFD instead.
-    detail = _without_lone_surrogates(jsonable_encoder(error.errors()))
+    # FastAPI's own 422, except for what it echoes of the input. A lone surrogate
+    # ("\ud800" in the JSON body) cannot be encoded as UTF-8: it is shown as U+FFFD. And
+    # only the start of a long input comes back (a megabyte header must not return
+    # whole), nor of a field name the body made up, nor of the value a rule refused.
+    detail = [
+        _shortened(item) for item in _without_lone_surrogates(jsonable_encoder(error.errors()))
+    ]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _shortened(item: dict[str, Any]) -> dict[str, Any]:
+    shortened = dict(item)
+    shortened["loc"] = [excerpt(part) if isinstance(part, str) else part for part in item["loc"]]
+    if "input" in item:
+        shortened["input"] = _excerpt_of(item["input"])
+    if isinstance(item.get("ctx"), dict):
+        shortened["ctx"] = {key: _excerpt_of(value) for key, value in item["ctx"].items()}
+    return shortened
+
+
+def _excerpt_of(value: Any) -> Any:
+    """A string's excerpt; an object or array whose JSON is long, as that JSON's excerpt."""
+    if isinstance(value, str):
+        return excerpt(value)
+    if isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+        return value if len(text) <= EXCERPT_MAX_LENGTH else excerpt(text)
+    return value
 
 
 def _without_lone_surrogates(value: Any) -> Any:

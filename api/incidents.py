@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
 from pydantic import TypeAdapter
 
 from api.dependencies import Announcement, Store
-from api.routing import DocstringSummaryRoute
+from api.routing import KeyFirstRoute
 from api.schemas import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     ErrorOut,
@@ -19,7 +19,7 @@ from api.schemas import (
     TransitionErrorOut,
 )
 from storage.models import IncidentRow
-from storage.rules import Status
+from storage.rules import Status, excerpt
 from storage.store import NewIncident
 
 # Who the store records as the author of changes made through this API.
@@ -34,7 +34,7 @@ MAX_BODY_BYTES = 64 * 1024
 router = APIRouter(
     prefix="/incidents",
     tags=["incidents"],
-    route_class=DocstringSummaryRoute,
+    route_class=KeyFirstRoute,
     max_body_size=MAX_BODY_BYTES,
 )
 
@@ -62,6 +62,9 @@ _LOCATION = {
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such incident"}
+}
+_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": f"The body is larger than {MAX_BODY_BYTES} bytes"}
 }
 
 # Every route turns the store's rows into JSON here, in one validating pass, and returns
@@ -94,6 +97,7 @@ def _incident_response(
             "model": ErrorOut,
             "description": "The Idempotency-Key was used before for a different incident",
         },
+        **_TOO_LARGE,
     },
 )
 async def create_incident(
@@ -123,8 +127,8 @@ async def create_incident(
         raise HTTPException(
             status_code=409,
             detail=(
-                f"Idempotency-Key {idempotency_key!r} was already used to create incident"
-                f" {incident.id} with a different description or source;"
+                f"Idempotency-Key {excerpt(idempotency_key or '')!r} was already used to"
+                f" create incident {incident.id} with a different description or source;"
                 " use a new key for a new incident"
             ),
         )
@@ -190,6 +194,7 @@ async def get_incident(incident_id: IncidentId, store: Store) -> Response:
     response_model=IncidentOut,
     responses={
         **_NOT_FOUND,
+        **_TOO_LARGE,
         409: {
             "model": TransitionErrorOut,
             "description": "The incident's current status does not allow the requested one",

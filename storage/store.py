@@ -43,6 +43,7 @@ from storage.rules import (
     allowed_next,
     can_transition,
     normalize_description,
+    normalize_name,
     normalize_source,
 )
 from storage.statements import Statements
@@ -344,7 +345,7 @@ class IncidentStore:
         # creation still in the queue is stored first.
         await self._creations.settled()
         return await self._status_changes.submit(
-            _StatusRequest(incident_id, new, expected, changed_by)
+            _StatusRequest(incident_id, new, expected, normalize_name(changed_by))
         )
 
     async def update_description(
@@ -544,12 +545,13 @@ class _StatusRequest:
 
 def _incident_values(new: NewIncident) -> dict[str, Any]:
     """The new incident's columns; raises InvalidIncidentError before anything is queued."""
+    created_by = normalize_name(new.created_by)
     return {
         "description": normalize_description(new.description),
         "source": normalize_source(new.source),
         "status": new.status,
-        "created_by": new.created_by,
-        "updated_by": new.created_by,
+        "created_by": created_by,
+        "updated_by": created_by,
         "chat_id": new.chat_id,
         "message_id": new.message_id,
         "idempotency_key": new.idempotency_key,

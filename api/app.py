@@ -10,6 +10,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from api import health, incidents
 from api.dependencies import ApiKeyDocumented
@@ -51,6 +53,7 @@ def create_app(
     app.state.announce_chat_id = announce_chat_id
 
     app.exception_handler(RequestValidationError)(_request_invalid)
+    app.exception_handler(405)(_method_not_allowed)
     app.exception_handler(IncidentNotFoundError)(_incident_not_found)
     app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
@@ -117,6 +120,22 @@ def _without_lone_surrogates(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _without_lone_surrogates(item) for key, item in value.items()}
     return value
+
+
+async def _method_not_allowed(request: Request, error: HTTPException) -> JSONResponse:
+    # Starlette's Allow names only the methods of the first route it tried on the path
+    # (POST for /incidents, not GET); the OpenAPI document knows them all.
+    path = request.scope["path"]
+    documented = sorted(
+        method.upper()
+        for template, methods in request.app.openapi()["paths"].items()
+        if compile_path(template)[0].fullmatch(path)
+        for method in methods
+    )
+    headers = dict(error.headers or {})
+    if documented:
+        headers["Allow"] = ", ".join(documented)
+    return JSONResponse(status_code=405, content={"detail": error.detail}, headers=headers)
 
 
 async def _incident_not_found(request: Request, error: IncidentNotFoundError) -> JSONResponse:

@@ -270,3 +270,23 @@ def _matches(template: str, path: str) -> bool:
     return len(parts) == len(given) and all(
         part == value or part.startswith("{") for part, value in zip(parts, given, strict=True)
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/incidents", "GET, POST"),
+        ("DELETE", "/incidents", "GET, POST"),
+        ("DELETE", "/incidents/1", "GET"),
+        ("PUT", "/incidents/1/status", "PATCH"),
+        ("POST", "/health", "GET"),
+    ],
+)
+async def test_method_not_allowed_names_every_method_the_path_has(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert response.json() == {"detail": "Method Not Allowed"}

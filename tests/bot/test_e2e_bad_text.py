@@ -109,3 +109,21 @@ async def test_names_are_cleaned_and_invisible_ones_left_out_of_the_card(
     )
     assert (await scene.store.get(1)).created_by is None
     assert (await scene.store.get(2)).created_by == "Bob"
+
+
+async def test_unknown_status_answer_repeats_only_the_start_of_a_long_word(
+    scene: Scene,
+) -> None:
+    stub, chat = scene.stub, scene.chat
+
+    listing = await stub.send_user_message(chat, scene.alice, "/list " + "x" * 4000)
+    first = await stub.wait_for_message(chat, reply_to=listing)
+    changing = await stub.send_user_message(chat, scene.alice, "/status 1 " + "y" * 4000)
+    second = await stub.wait_for_message(chat, reply_to=changing)
+
+    assert first.text == (
+        f"Unknown status “{'x' * 64}…”. Valid statuses: open, in_progress, resolved, closed."
+    )
+    assert second.text == (
+        f"Unknown status “{'y' * 64}…”. Valid statuses: open, in_progress, resolved, closed."
+    )

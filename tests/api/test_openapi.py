@@ -13,8 +13,8 @@ from storage.rules import DESCRIPTION_PATTERN
 EXPECTED_OPERATIONS = {
     ("/health", "get"): (health.health, {"200", "503"}),
     ("/incidents", "post"): (incidents.create_incident, {"200", "201", "409", "413", "422"}),
-    ("/incidents", "get"): (incidents.list_incidents, {"200", "422"}),
-    ("/incidents/{incident_id}", "get"): (incidents.get_incident, {"200", "404", "422"}),
+    ("/incidents", "get"): (incidents.list_incidents, {"200", "413", "422"}),
+    ("/incidents/{incident_id}", "get"): (incidents.get_incident, {"200", "404", "413", "422"}),
     ("/incidents/{incident_id}/status", "patch"): (
         incidents.change_incident_status,
         {"200", "404", "409", "413", "422"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -12,12 +13,14 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from api import health, incidents
-from api.dependencies import ApiKeyRequired
+from api.dependencies import ApiKeyDocumented
 from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
 from storage.errors import describe, is_storage_unavailable
-from storage.rules import InvalidIncidentError
+from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
 from storage.store import IncidentNotFoundError, IncidentStore, TransitionNotAllowedError
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ def create_app(
     app.state.announce_chat_id = announce_chat_id
 
     app.exception_handler(RequestValidationError)(_request_invalid)
+    app.exception_handler(405)(_method_not_allowed)
     app.exception_handler(IncidentNotFoundError)(_incident_not_found)
     app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
@@ -68,9 +72,18 @@ def create_app(
     else:
         app.include_router(
             incidents.router,
-            dependencies=[ApiKeyRequired],
+            dependencies=[ApiKeyDocumented],
             responses={
-                401: {"model": ErrorOut, "description": "Missing or wrong X-API-Key"},
+                401: {
+                    "model": ErrorOut,
+                    "description": "Missing or wrong X-API-Key",
+                    "headers": {
+                        "WWW-Authenticate": {
+                            "description": "APIKey",
+                            "schema": {"type": "string"},
+                        }
+                    },
+                },
                 **STORAGE_UNAVAILABLE,
             },
         )
@@ -78,10 +91,34 @@ def create_app(
 
 
 async def _request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-    # FastAPI's own 422, except that the echoed input may hold a lone surrogate ("\ud800"
-    # in the JSON body), which cannot be encoded as UTF-8: it is shown as U+FFFD instead.
-    detail = _without_lone_surrogates(jsonable_encoder(error.errors()))
+    # FastAPI's own 422, except for what it echoes of the input. A lone surrogate
+    # ("\ud800" in the JSON body) cannot be encoded as UTF-8: it is shown as U+FFFD. And
+    # only the start of a long input comes back (a megabyte header must not return
+    # whole), nor of a field name the body made up, nor of the value a rule refused.
+    detail = [
+        _shortened(item) for item in _without_lone_surrogates(jsonable_encoder(error.errors()))
+    ]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _shortened(item: dict[str, Any]) -> dict[str, Any]:
+    shortened = dict(item)
+    shortened["loc"] = [excerpt(part) if isinstance(part, str) else part for part in item["loc"]]
+    if "input" in item:
+        shortened["input"] = _excerpt_of(item["input"])
+    if isinstance(item.get("ctx"), dict):
+        shortened["ctx"] = {key: _excerpt_of(value) for key, value in item["ctx"].items()}
+    return shortened
+
+
+def _excerpt_of(value: Any) -> Any:
+    """A string's excerpt; an object or array whose JSON is long, as that JSON's excerpt."""
+    if isinstance(value, str):
+        return excerpt(value)
+    if isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+        return value if len(text) <= EXCERPT_MAX_LENGTH else excerpt(text)
+    return value
 
 
 def _without_lone_surrogates(value: Any) -> Any:
@@ -92,6 +129,22 @@ def _without_lone_surrogates(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _without_lone_surrogates(item) for key, item in value.items()}
     return value
+
+
+async def _method_not_allowed(request: Request, error: HTTPException) -> JSONResponse:
+    # Starlette's Allow names only the methods of the first route it tried on the path
+    # (POST for /incidents, not GET); the OpenAPI document knows them all.
+    path = request.scope["path"]
+    documented = sorted(
+        method.upper()
+        for template, methods in request.app.openapi()["paths"].items()
+        if compile_path(template)[0].fullmatch(path)
+        for method in methods
+    )
+    headers = dict(error.headers or {})
+    if documented:
+        headers["Allow"] = ", ".join(documented)
+    return JSONResponse(status_code=405, content={"detail": error.detail}, headers=headers)
 
 
 async def _incident_not_found(request: Request, error: IncidentNotFoundError) -> JSONResponse:

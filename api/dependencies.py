@@ -35,14 +35,19 @@ async def get_announcement(request: Request) -> CardRequest | None:
 
 
 Announcement = Annotated[CardRequest | None, Depends(get_announcement)]
-ProvidedApiKey = Annotated[str | None, Security(_api_key_header)]
 
 
-async def require_api_key(request: Request, provided: ProvidedApiKey) -> None:
-    """Refuse the request with 401 unless it carries the configured X-API-Key."""
+async def require_api_key(request: Request) -> None:
+    """Refuse the request with 401 unless it carries the configured X-API-Key.
+
+    Called by the /incidents routes' route class (`api.routing.KeyFirstRoute`) before
+    anything else of the request is read, so a stranger learns nothing from how the
+    body or other headers are judged.
+    """
     expected: SecretStr | None = request.app.state.api_key
     if expected is None:
         return
+    provided = await _api_key_header(request)
     # Compare bytes: header values arrive as latin-1 text, and compare_digest refuses
     # non-ASCII str. Encoding back to latin-1 gives the exact bytes the client sent.
     if provided is None or not secrets.compare_digest(
@@ -55,5 +60,9 @@ async def require_api_key(request: Request, provided: ProvidedApiKey) -> None:
         )
 
 
-ApiKeyRequired = Depends(require_api_key)
-"""For a router's `dependencies=[...]`: every route behind it needs the API key."""
+ApiKeyDocumented = Security(_api_key_header)
+"""For a router's `dependencies=[...]`: puts the X-API-Key scheme in the OpenAPI document.
+
+It refuses nothing (`auto_error=False`): `require_api_key` checks the key, earlier than
+any dependency could run, since FastAPI reads and parses the body before dependencies.
+"""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
 from pydantic import TypeAdapter
 
 from api.dependencies import Announcement, Store
-from api.routing import DocstringSummaryRoute
+from api.routing import KeyFirstRoute
 from api.schemas import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     ErrorOut,
@@ -19,7 +19,7 @@ from api.schemas import (
     TransitionErrorOut,
 )
 from storage.models import IncidentRow
-from storage.rules import Status
+from storage.rules import Status, excerpt
 from storage.store import NewIncident
 
 # Who the store records as the author of changes made through this API.
@@ -34,8 +34,17 @@ MAX_BODY_BYTES = 64 * 1024
 router = APIRouter(
     prefix="/incidents",
     tags=["incidents"],
-    route_class=DocstringSummaryRoute,
+    route_class=KeyFirstRoute,
     max_body_size=MAX_BODY_BYTES,
+    responses={
+        413: {
+            "model": ErrorOut,
+            "description": f"The body is larger than {MAX_BODY_BYTES} bytes",
+            # Starlette answers in plain text when Content-Length already says too much,
+            # and FastAPI in JSON when a body without one runs over.
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
 )
 
 IncidentId = Annotated[
@@ -123,8 +132,8 @@ async def create_incident(
         raise HTTPException(
             status_code=409,
             detail=(
-                f"Idempotency-Key {idempotency_key!r} was already used to create incident"
-                f" {incident.id} with a different description or source;"
+                f"Idempotency-Key {excerpt(idempotency_key or '')!r} was already used to"
+                f" create incident {incident.id} with a different description or source;"
                 " use a new key for a new incident"
             ),
         )

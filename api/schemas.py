@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from storage.rules import (
     DEFAULT_SOURCE,
     DESCRIPTION_MAX_LENGTH,
+    DESCRIPTION_PATTERN,
     SOURCE_MAX_LENGTH,
     SOURCE_PATTERN,
     Status,
@@ -23,27 +24,22 @@ from storage.rules import (
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
-
-def _encodable(value: str) -> str:
-    # JSON can carry a lone surrogate ("\ud800"), which no database can store as text.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("Text must be valid Unicode (no lone surrogates)") from None
-    return value
-
-
 Description = Annotated[
     str,
-    AfterValidator(_encodable),
     AfterValidator(normalize_description),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_LENGTH}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": DESCRIPTION_MAX_LENGTH,
+            "pattern": DESCRIPTION_PATTERN,
+        }
+    ),
 ]
-"""Trimmed, 1-4096 characters after trimming."""
+"""Control characters removed, trimmed, 1-4096 characters, something visible among them."""
 
 Source = Annotated[
     str,
-    AfterValidator(_encodable),
     AfterValidator(normalize_source),
     WithJsonSchema(
         {
@@ -61,7 +57,11 @@ class IncidentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: Description = Field(
-        description="What is wrong; trimmed, 1-4096 characters.",
+        description=(
+            "What is wrong; trimmed, 1-4096 characters. Control characters other than tab"
+            " and line breaks are removed; text with nothing visible (only spaces,"
+            " zero-width or other invisible characters) is refused as empty."
+        ),
         examples=["Disk full on db-1"],
     )
     source: Source = Field(

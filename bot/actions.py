@@ -69,6 +69,10 @@ def changed_meanwhile_text(error: StatusChangedMeanwhileError) -> str:
     )
 
 
+def not_stored_text(error: InvalidIncidentError) -> str:
+    return _("Not stored: {reason}").format(reason=error)
+
+
 def missing_description_text(report: MissingDescription) -> str:
     return _(
         "What happened? Write it after the tag, e.g. [{source}] Scooter #42 is not responding"
@@ -104,7 +108,7 @@ async def report_incident(
             ),
         )
     except InvalidIncidentError as error:
-        await message.reply(escape(_("Not stored: {reason}").format(reason=error)))
+        await message.reply(escape(not_stored_text(error)))
 
 
 async def change_status(

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from storage.rules import InvalidIncidentError, Status, normalize_source
+from storage.rules import InvalidIncidentError, Status, has_visible_text, normalize_source
 
 SOURCE_ALIASES: MappingProxyType[str, str] = MappingProxyType(
     {
@@ -102,7 +102,8 @@ def parse_report(text: str | None) -> Report | MissingDescription | None:
     if source is None:
         return None
     description = text[match.end() :].strip()
-    if not description:
+    # Invisible characters alone (a zero-width space, a BOM) are no description either.
+    if not has_visible_text(description):
         return MissingDescription(source)
     return Report(source, description)
 

@@ -55,6 +55,7 @@ from storage.rules import (
     allowed_next,
     can_transition,
     normalize_description,
+    normalize_name,
     normalize_source,
 )
 from storage.statements import Statements
@@ -442,7 +443,7 @@ class IncidentStore:
         # creation still in the queue is stored first.
         await self._creations.settled()
         return await self._status_changes.submit(
-            _StatusRequest(incident_id, new, expected, changed_by, chats)
+            _StatusRequest(incident_id, new, expected, normalize_name(changed_by), chats)
         )
 
     async def update_description(
@@ -647,12 +648,13 @@ def _incident_values(new: NewIncident, card: CardRequest | None = None) -> dict[
     """The new incident's columns; raises InvalidIncidentError before anything is queued."""
     # Announced without a chat of its own (over HTTP): the announcement's chat owns it.
     chat_id = new.chat_id if new.chat_id is not None or card is None else card.chat_id
+    created_by = normalize_name(new.created_by)
     return {
         "description": normalize_description(new.description),
         "source": normalize_source(new.source),
         "status": new.status,
-        "created_by": new.created_by,
-        "updated_by": new.created_by,
+        "created_by": created_by,
+        "updated_by": created_by,
         "chat_id": chat_id,
         "message_id": new.message_id,
         "idempotency_key": new.idempotency_key,

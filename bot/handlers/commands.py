@@ -13,7 +13,7 @@ from bot import actions
 from bot.cards import LIST_PAGE_SIZE, escape, render_list_page
 from bot.menu import command_descriptions
 from bot.parsing import Report, parse_incident_id, parse_report, parse_status_word
-from storage.rules import DEFAULT_SOURCE, STATUS_VALUES
+from storage.rules import DEFAULT_SOURCE, STATUS_VALUES, excerpt
 from storage.store import ChatScope, IncidentStore
 
 
@@ -41,8 +41,9 @@ def help_text() -> str:
 
 
 def unknown_status_text(given: str) -> str:
+    # Only the start of what was given: the whole of a long one would not fit a message.
     return _("Unknown status “{given}”. Valid statuses: {valid}.").format(
-        given=given, valid=", ".join(STATUS_VALUES)
+        given=excerpt(given), valid=", ".join(STATUS_VALUES)
     )
 
 

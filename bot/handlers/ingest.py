@@ -12,9 +12,10 @@ from aiogram.types import Message
 
 from bot import actions
 from bot.callbacks import StatusButton
+from bot.cards import escape
 from bot.filters import IsReport, IsStatusCommand, IsStatusReply, message_text
 from bot.parsing import MissingDescription, Report, StatusCommand, parse_report
-from storage.rules import DEFAULT_SOURCE, Status
+from storage.rules import DEFAULT_SOURCE, InvalidIncidentError, Status
 from storage.store import ChatScope, IncidentStore
 
 
@@ -75,7 +76,11 @@ async def _follow_edit(
         return
     if not isinstance(report, Report) or report.description == incident.description:
         return
-    await store.update_description(message.chat.id, message.message_id, report.description)
+    try:
+        await store.update_description(message.chat.id, message.message_id, report.description)
+    except InvalidIncidentError as error:
+        # The incident keeps its description; the person learns why the edit did not count.
+        await message.reply(escape(actions.not_stored_text(error)))
 
 
 def _card_incident_id(replied: Message, bot: Bot) -> int | None:

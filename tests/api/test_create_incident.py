@@ -158,15 +158,17 @@ async def test_create_rejects_body_without_json_content_type_with_422(
     assert response.status_code == 422
 
 
-async def test_create_rejects_invalid_utf8_with_400(client: httpx.AsyncClient) -> None:
+async def test_create_rejects_invalid_utf8_with_422(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/incidents",
         content=b'{"description": "\xff\xfe"}',
         headers={"Content-Type": "application/json"},
     )
 
-    assert response.status_code == 400
-    assert response.json() == {"detail": "There was an error parsing the body"}
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert (error["type"], error["loc"]) == ("json_invalid", ["body"])
+    assert error["ctx"] == {"error": "Body is not valid UTF-8"}
 
 
 async def test_create_rejects_oversized_body_with_413(client: httpx.AsyncClient) -> None:

@@ -8,18 +8,22 @@ import httpx
 import pytest
 
 from api import health, incidents
+from storage.rules import DESCRIPTION_PATTERN
 
 EXPECTED_OPERATIONS = {
     ("/health", "get"): (health.health, {"200", "503"}),
-    ("/incidents", "post"): (incidents.create_incident, {"200", "201", "409", "422", "503"}),
-    ("/incidents", "get"): (incidents.list_incidents, {"200", "422", "503"}),
+    ("/incidents", "post"): (
+        incidents.create_incident,
+        {"200", "201", "409", "413", "422", "503"},
+    ),
+    ("/incidents", "get"): (incidents.list_incidents, {"200", "413", "422", "503"}),
     ("/incidents/{incident_id}", "get"): (
         incidents.get_incident,
-        {"200", "404", "422", "503"},
+        {"200", "404", "413", "422", "503"},
     ),
     ("/incidents/{incident_id}/status", "patch"): (
         incidents.change_incident_status,
-        {"200", "404", "409", "422", "503"},
+        {"200", "404", "409", "413", "422", "503"},
     ),
 }
 
@@ -77,6 +81,8 @@ async def test_openapi_documents_incident_create_rules(document: dict[str, Any])
     schema = document["components"]["schemas"]["IncidentCreate"]["properties"]
 
     assert schema["description"]["maxLength"] == 4096
+    # Something visible: not only spaces, controls or zero-width characters.
+    assert schema["description"]["pattern"] == DESCRIPTION_PATTERN
     assert schema["source"]["default"] == "operator"
     assert schema["source"]["pattern"] == r"^[\w-]{1,32}$"
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.database import create_engine, create_session_factory, migrate
+from storage.database import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    create_engine,
+    create_session_factory,
+    migrate,
+)
 from storage.store import IncidentStore
 from tests.service import ServiceRunner, environment_without_settings
 
@@ -19,8 +24,14 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
+def busy_timeout_ms() -> int:
+    """SQLite's busy timeout for the engine; tests of a held write lock shorten it."""
+    return SQLITE_BUSY_TIMEOUT_MS
+
+
+@pytest.fixture
+async def engine(database_url: str, busy_timeout_ms: int) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, busy_timeout_ms=busy_timeout_ms)
     await migrate(engine)
     yield engine
     await engine.dispose()

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,11 +25,8 @@ UNAVAILABLE = {"detail": "The database is unavailable right now; try again later
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, busy_timeout_ms=SHORT_BUSY_TIMEOUT_MS)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+def busy_timeout_ms() -> int:
+    return SHORT_BUSY_TIMEOUT_MS
 
 
 def assert_unavailable(response: httpx.Response) -> None:

@@ -48,7 +48,7 @@ async def test_edit_to_invisible_text_keeps_the_description(scene: Scene) -> Non
     await all_delivered(scene.store)
 
     await stub.edit_user_message(chat, report, "[monitoring] \u200b\ufeff")
-    await all_handled(stub)
+    await all_handled(stub, scene.pipeline)
 
     # Like an edit down to the bare tag: nothing to follow, so nothing changes.
     assert (await scene.store.get(1)).description == "Scooter #42 down"

@@ -15,6 +15,7 @@ from bot.callbacks import ListPage, StatusButton
 from bot.cards import render_card
 from bot.factory import create_bot
 from bot.i18n import create_i18n
+from bot.pipeline import UpdatePipeline
 from storage.rules import Status
 from storage.store import IncidentStore
 from tests.bot.conftest import BotLauncher, all_delivered, all_handled, make_settings
@@ -52,6 +53,7 @@ async def test_other_chat_finds_nothing_and_changes_nothing(
     stub: TelegramStub,
     store: IncidentStore,
     launch_bot: BotLauncher,
+    pipeline: UpdatePipeline,
     database_url: str,
     chat_a: Chat,
     chat_b: Chat,
@@ -97,7 +99,7 @@ async def test_other_chat_finds_nothing_and_changes_nothing(
             await other_bot.session.close()
         reply = await stub.send_user_message(chat_b, mallory, "closed", reply_to=stray.message_id)
         replied = await stub.wait_for_message(chat_b, reply_to=reply)
-        await all_handled(stub)
+        await all_handled(stub, pipeline)
 
     assert answers == [
         "Incident #1 not found",
@@ -148,7 +150,11 @@ async def test_own_chat_sees_and_changes_its_incidents_beside_another_chats(
 
 
 async def test_supergroup_keeps_the_incidents_of_the_group_it_was(
-    stub: TelegramStub, store: IncidentStore, launch_bot: BotLauncher, chat_b: Chat
+    stub: TelegramStub,
+    store: IncidentStore,
+    launch_bot: BotLauncher,
+    pipeline: UpdatePipeline,
+    chat_b: Chat,
 ) -> None:
     group, alice = stub.group("On-call"), stub.user("Alice")
     async with launch_bot(allowed_chat_ids=frozenset({group.id, CHAT_B})):
@@ -156,7 +162,7 @@ async def test_supergroup_keeps_the_incidents_of_the_group_it_was(
         await stub.wait_for_message(group, reply_to=report)
         await _ask(stub, chat_b, "[monitoring] B's own")
         supergroup = stub.migrate_to_supergroup(group)
-        await all_handled(stub)
+        await all_handled(stub, pipeline)
         report = await stub.send_user_message(supergroup, alice, "[monitoring] after it")
         await stub.wait_for_message(supergroup, reply_to=report)
         listed = await _ask(stub, supergroup, "/list")

@@ -7,7 +7,7 @@ never sending the card again: only a crash or a lost connection may repeat a del
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.database import create_engine, create_session_factory, migrate
+from storage.database import create_session_factory
 from storage.errors import is_storage_unavailable
 from storage.models import Delivery, DeliveryState
 from storage.store import CardRequest, IncidentStore, NewIncident
@@ -25,11 +25,8 @@ from tests.telegram_stub import CallRecord, TelegramStub
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, busy_timeout_ms=SHORT_BUSY_TIMEOUT_MS)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+def busy_timeout_ms() -> int:
+    return SHORT_BUSY_TIMEOUT_MS
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ batch at once, and its write check (what /health asks) sees both."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.database import Writers, create_engine, create_session_factory, migrate
+from storage.database import Writers, create_session_factory
 from storage.errors import is_storage_unavailable
 from storage.health import StorageUnavailableError, WriteCheck
 from storage.rules import Status
@@ -22,11 +21,8 @@ from tests.faults import SHORT_BUSY_TIMEOUT_MS, PageLimit, fill_database, write_
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, busy_timeout_ms=SHORT_BUSY_TIMEOUT_MS)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+def busy_timeout_ms() -> int:
+    return SHORT_BUSY_TIMEOUT_MS
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ from storage.models import (
 from storage.outbox import Outbox, queue_card_edit
 from storage.rules import (
     DEFAULT_SOURCE,
+    INCIDENT_ID_MAX,
     Status,
     allowed_next,
     can_transition,
@@ -356,6 +357,7 @@ class IncidentStore:
 
     async def get(self, incident_id: int, *, chats: ChatScope | None = None) -> IncidentRow:
         """The incident; with `chats`, only if it is theirs (see `ChatScope`)."""
+        _check_id(incident_id)
         await self.settled()
         row = await self._statements.first(_BY_ID, {"id": incident_id})
         incident = None if row is None else IncidentRow._make(row)
@@ -439,6 +441,7 @@ class IncidentStore:
         Concurrent changes share a transaction and are judged in the order they came, each
         against the result of the ones before it.
         """
+        _check_id(incident_id)
         # Judged against the incident as every write queued before it leaves it: a
         # creation still in the queue is stored first.
         await self._creations.settled()
@@ -619,6 +622,13 @@ class IncidentStore:
             if found is not None:
                 return IncidentRow._make(found)
         return None
+
+
+def _check_id(incident_id: int) -> None:
+    """An id no incident can have is not found, here rather than as the database's
+    overflow error (which, in a batch of status changes, would fail every change in it)."""
+    if not 1 <= incident_id <= INCIDENT_ID_MAX:
+        raise IncidentNotFoundError(incident_id)
 
 
 # What `create` is handed to write: the incident's checked column values, and the request.

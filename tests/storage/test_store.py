@@ -317,3 +317,22 @@ async def test_find_by_message_matches_report_and_card(store: IncidentStore) -> 
     assert by_report is not None and by_report.id == incident.id
     assert by_card is not None and by_card.id == incident.id
     assert await store.find_by_message(-5, 11) is None
+
+
+@pytest.mark.parametrize("incident_id", [0, -1, 2**63, 10**30])
+async def test_id_no_incident_can_have_is_not_found_and_fails_no_other_change(
+    store: IncidentStore, incident_id: int
+) -> None:
+    created = await store.create(NewIncident(description="Point 7 down"))
+
+    with pytest.raises(IncidentNotFoundError):
+        await store.get(incident_id)
+    outcomes = await asyncio.gather(
+        store.change_status(incident_id, Status.CLOSED),
+        store.change_status(created.incident.id, Status.RESOLVED),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[0], IncidentNotFoundError)
+    assert not isinstance(outcomes[1], BaseException)
+    assert outcomes[1].incident.status == Status.RESOLVED

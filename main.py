@@ -16,11 +16,11 @@ from collections.abc import Coroutine
 from types import FrameType
 from typing import Any, TypeVar
 
-import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.app import create_app
+from api.server import create_server
 from bot.errors import BotStartError
 from settings import Settings, describe_error
 from storage.database import create_engine, create_session_factory, migrate
@@ -63,17 +63,11 @@ async def serve(settings: Settings) -> None:
             api_key=settings.api_key,
             announce_chat_id=settings.notify_chat_id if settings.bot_enabled else None,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=settings.http_host,
-                port=settings.http_port,
-                log_config=None,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                # Start-up and shutdown are run here, around serve(); an ASGI lifespan
-                # would only add a task that a second Ctrl+C leaves behind, cancelled.
-                lifespan="off",
-            )
+        server = create_server(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         for handled in (signal.SIGINT, signal.SIGTERM):
             signal.signal(handled, _ignore_signal)

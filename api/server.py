@@ -32,6 +32,10 @@ MAX_HEADER_FIELDS = 100
 # From a connection's first byte (or from the end of its previous request) to the end of
 # the request head; a total, not an idle time, so a byte every few seconds does not help.
 HEADER_TIMEOUT_SECONDS = 10.0
+# From the end of a request head to the end of its body: a body of a megabyte at most
+# (see api.app) arrives at 35 KB/s. A body that stops coming ties up a connection and
+# the request's task for good otherwise; so does one streamed on after a 413.
+BODY_TIMEOUT_SECONDS = 30.0
 # How long an idle connection is kept open between requests (uvicorn's default).
 KEEP_ALIVE_SECONDS = 5
 # Open connections at once. Each can hold a request head and one read of its body
@@ -48,6 +52,7 @@ class ServerLimits:
     max_header_bytes: int = MAX_HEADER_BYTES
     max_header_fields: int = MAX_HEADER_FIELDS
     header_timeout: float = HEADER_TIMEOUT_SECONDS
+    body_timeout: float = BODY_TIMEOUT_SECONDS
     max_connections: int = MAX_CONNECTIONS
 
 
@@ -60,11 +65,14 @@ def create_server(
     max_header_bytes: int = MAX_HEADER_BYTES,
     max_header_fields: int = MAX_HEADER_FIELDS,
     header_timeout: float = HEADER_TIMEOUT_SECONDS,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
     max_connections: int = MAX_CONNECTIONS,
     keep_alive_timeout: int = KEEP_ALIVE_SECONDS,
 ) -> uvicorn.Server:
     """A uvicorn server for `app` on `host`:`port` that keeps the limits above."""
-    chosen = ServerLimits(max_header_bytes, max_header_fields, header_timeout, max_connections)
+    chosen = ServerLimits(
+        max_header_bytes, max_header_fields, header_timeout, body_timeout, max_connections
+    )
     # uvicorn builds one protocol per connection from the class it is given; the limits
     # and the state the connections share travel on a class made for this server.
     protocol = type(
@@ -113,6 +121,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         # Set once a refusal is answered: whatever arrives afterwards is dropped.
         self._refused = False
@@ -134,31 +143,31 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._head_timer, self._linger_timer):
+        for timer in (self._head_timer, self._body_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._linger_timer = None
+        self._head_timer = self._body_timer = self._linger_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if not self._reading_head:
-            super().data_received(data)
+            self._feed(data)
             return
         if self._head_timer is None:
             self._arm_head_timer()
         room = self.limits.max_header_bytes - self._head_bytes
         if len(data) <= room:
             self._head_bytes += len(data)
-            super().data_received(data)
+            self._feed(data)
             return
         # The head has to end within `room` bytes. The parser keeps its place between
         # calls, so it is given those first, and the rest only if the head ended there.
         # Whatever follows in that rest (a pipelined request) is not counted: the bound
         # holds to within one read, which the event loop caps at 256 KiB.
         if room > 0:
-            super().data_received(data[:room])
+            self._feed(data[:room])
             if self.transport.is_closing():
                 return
         if self._reading_head:
@@ -167,7 +176,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 f"The request line and header fields exceed {self.limits.max_header_bytes} bytes",
             )
             return
-        super().data_received(data[room:])
+        self._feed(data[room:])
+
+    def _feed(self, data: bytes) -> None:
+        super().data_received(data)
+        # A head without the rest of its request: the body is on its way. (Checked here
+        # rather than per request, so that a request that came whole costs no timer.)
+        if not self._reading_head and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -188,6 +204,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading_head = True
         self._head_bytes = 0
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     async def _too_many_fields(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limits.max_header_fields
@@ -218,6 +237,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             HTTPStatus.REQUEST_TIMEOUT,
             f"The request head did not arrive within {self.limits.header_timeout:g} seconds",
         )
+
+    def _body_late(self) -> None:
+        self._body_timer = None
+        logger.info(
+            "Closed the connection from %s: a request body did not arrive within %g seconds",
+            self.client,
+            self.limits.body_timeout,
+        )
+        # The app may be reading the body: it sees the client gone, as when one leaves.
+        self._refused = True
+        self.transport.close()
 
     def _refuse(self, status: HTTPStatus, detail: str) -> None:
         """Answer `status` in place of the request whose head is being read, and close."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,24 @@ async def test_trickled_bytes_after_a_response_do_not_keep_connection_open(
         finally:
             trickling.cancel()
             await connection.close()
+
+
+@pytest.mark.parametrize("path", ["/incidents", WEBHOOK_PATH])
+async def test_stalled_body_connection_is_closed_without_an_error_logged(
+    webhook_app: FastAPI, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(webhook_app, body_timeout=0.3) as server:
+        connection = await connect(port_of(server))
+
+        await connection.send(
+            b"POST %s HTTP/1.1\r\nHost: test\r\n%s: %s\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"description": '
+            % (path.encode(), SECRET_HEADER.encode(), SECRET.encode())
+        )
+
+        assert await connection.closed_by_server()
+        await connection.close()
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
 
 
 async def test_connections_past_bound_are_closed_until_one_ends(app: FastAPI) -> None:

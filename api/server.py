@@ -4,8 +4,8 @@ uvicorn picks httptools' parser (uvicorn[standard] installs it), which keeps wha
 header bytes arrive: 32 MB of header fields are held in full, and a request head that
 stops halfway is waited for forever. The bounds here are checked where the bytes arrive,
 before anything is parsed into Python objects, so a flood costs a connection and a few
-kilobytes, never the memory of the process. Request bodies are bounded by the app
-(`api.app.MAX_BODY_BYTES`), where each route knows what it accepts.
+kilobytes, never the memory of the process. Request bodies are bounded in time here
+and in size by the app (`api.app.MAX_BODY_BYTES`), where each route knows what it takes.
 """
 
 from __future__ import annotations

@@ -88,9 +88,8 @@ async def serve(settings: Settings) -> None:
     stop_signals = StopSignals(current)
     stop_signals.install(asyncio.get_running_loop())
 
-    import uvicorn
-
     from api.app import create_app
+    from api.server import create_server
     from storage.database import create_engine, create_session_factory, migrate
     from storage.store import IncidentStore
 
@@ -108,17 +107,11 @@ async def serve(settings: Settings) -> None:
             api_key=settings.api_key,
             announce_chat_id=settings.notify_chat_id if settings.bot_enabled else None,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=settings.http_host,
-                port=settings.http_port,
-                log_config=None,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                # Start-up and shutdown are run here, around serve(); an ASGI lifespan
-                # would only add a task that a second Ctrl+C leaves behind, cancelled.
-                lifespan="off",
-            )
+        server = create_server(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         stop_signals.serving(server)
         if settings.bot_enabled:

@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 
 API_VERSION = "0.1.0"
 
+# The body bound of every route that sets no narrower one (the /incidents routes take
+# 64 KiB). It is there for the webhook: a Telegram update is at most a few tens of
+# kilobytes (4096 characters of text, a quoted reply, their entities), and an update
+# refused for its size would be redelivered forever, so the bound leaves ample room.
+MAX_BODY_BYTES = 1024 * 1024
+
 DESCRIPTION = """\
 Incidents reported by on-call chats, monitoring systems and people, tracked through
 `open → in_progress | resolved | closed`, `in_progress → resolved | closed`,
@@ -49,6 +55,7 @@ def create_app(
         title="incident-bot",
         description=DESCRIPTION,
         version=API_VERSION,
+        max_body_size=MAX_BODY_BYTES,
         openapi_tags=[
             {"name": "incidents", "description": "Report, list and move incidents."},
             {"name": "health", "description": "Liveness and database readiness."},

@@ -20,6 +20,7 @@ from aiogram.types import Update
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr, ValidationError
+from starlette.requests import ClientDisconnect
 
 from bot.pipeline import UpdatePipeline
 
@@ -57,7 +58,14 @@ def create_webhook_router(
         if token is None or not secrets.compare_digest(token.encode("latin-1"), expected):
             return JSONResponse({"detail": f"Missing or invalid {SECRET_HEADER}"}, 401)
         try:
-            update = Update.model_validate_json(await request.body(), context={"bot": bot})
+            body = await request.body()
+        except ClientDisconnect:
+            # Gone (or cut off by the server for sending too slowly) before the update
+            # arrived; the answer reaches no one, and Telegram retries.
+            logger.info("A webhook request ended before its update arrived")
+            return Response(status_code=400)
+        try:
+            update = Update.model_validate_json(body, context={"bot": bot})
         except ValidationError as error:
             logger.warning("Refusing a webhook request that is not an update: %s", error)
             return JSONResponse({"detail": "The body is not a Telegram update"}, 400)

@@ -19,12 +19,11 @@ from api.schemas import (
     TransitionErrorOut,
 )
 from storage.models import IncidentRow
-from storage.rules import Status, excerpt
+from storage.rules import INCIDENT_ID_MAX, Status, excerpt
 from storage.store import NewIncident
 
 # Who the store records as the author of changes made through this API.
 API_ACTOR = "api"
-MAX_ID = 2**63 - 1
 MAX_PAGE_SIZE = 200
 TOTAL_COUNT_HEADER = "X-Total-Count"
 
@@ -48,7 +47,8 @@ router = APIRouter(
 )
 
 IncidentId = Annotated[
-    int, Path(ge=1, le=MAX_ID, description="The incident's id, a positive 64-bit integer.")
+    int,
+    Path(ge=1, le=INCIDENT_ID_MAX, description="The incident's id, a positive 64-bit integer."),
 ]
 IdempotencyKey = Annotated[
     str | None,
@@ -163,12 +163,14 @@ async def list_incidents(
     status: Annotated[Status | None, Query(description="Only incidents in this status.")] = None,
     source: Annotated[Source | None, Query(description="Only incidents from this source.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="How many incidents to skip.")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=INCIDENT_ID_MAX, description="How many incidents to skip.")
+    ] = 0,
     before: Annotated[
         int | None,
         Query(
             ge=1,
-            le=MAX_ID,
+            le=INCIDENT_ID_MAX,
             description=(
                 "Only incidents older than this id. For the next page, pass the last id of"
                 " this one: as fast at any depth, where a large offset is slow."

@@ -177,12 +177,7 @@ class Sender:
             except Exception as error:
                 # The database, most likely: look again after a pause, not in a loop.
                 # Nothing was sent that is not recorded (`_record`), so nothing is repeated.
-                if is_storage_unavailable(error):
-                    logger.warning(
-                        "Delivery round failed: %s; trying again shortly", describe(error)
-                    )
-                else:
-                    logger.exception("Delivery round failed; trying again shortly")
+                _log_failure("Delivery round failed", error)
                 self._paused_until = self._limiter.now() + self.policy.idle_wait
                 progressed = False
             if not progressed and not self._stopping:
@@ -198,8 +193,8 @@ class Sender:
                 timeout = min(timeout, self._busy_for(chat_id))
             try:
                 next_due = await self._outbox.next_due_at(exclude_chat_ids=self._busy)
-            except Exception:
-                logger.exception("Cannot read the outbox")
+            except Exception as error:
+                _log_failure("Cannot read the outbox", error)
                 next_due = None
             if next_due is not None:
                 timeout = min(timeout, (next_due - utcnow()).total_seconds())
@@ -493,6 +488,14 @@ class Sender:
             f"the retry of {job.kind} {job.ids}",
             lambda: self._outbox.postpone(job.ids, until, reason),
         )
+
+
+def _log_failure(what: str, error: Exception) -> None:
+    """One line for a database that cannot serve for now; a traceback for anything else."""
+    if is_storage_unavailable(error):
+        logger.warning("%s: %s; trying again shortly", what, describe(error))
+    else:
+        logger.exception("%s; trying again shortly", what)
 
 
 def _ids(jobs: Sequence[_Job]) -> list[int]:

@@ -16,11 +16,17 @@ What an update then says to Telegram (a reply, an answered button, an edited lis
 up nothing: the handlers store first and answer after, so once an update calls Telegram,
 the next update starts and the update counts as handled for confirmation. A reply that
 waits for a chat's flood allowance, or for a slow Telegram, waits on its own.
+
+An update whose store work fails because the database cannot serve for now (locked by
+another process, a full disk, a lost connection) is handled again after a pause, for as
+long as that lasts, keeping its turn: the updates behind it wait, none is confirmed, and
+no report is lost to an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -35,6 +41,13 @@ from aiogram.methods.base import Response, TelegramType
 from aiogram.types import TelegramObject, Update
 
 from storage.batching import waiting_for_commit
+from storage.errors import describe, is_storage_unavailable
+
+logger = logging.getLogger(__name__)
+
+STORAGE_RETRY_FIRST = 0.5
+"""Seconds before an update the database could not store is handled again; doubles."""
+STORAGE_RETRY_MAX = 10.0
 
 _release_update: ContextVar[Callable[[], None] | None] = ContextVar(
     "incident_bot_release_update", default=None
@@ -100,7 +113,7 @@ class UpdatePipeline(BaseMiddleware):
             waiting = waiting_for_commit.set(pass_turn)
             releasing = _release_update.set(release)
             try:
-                return await handler(event, data)
+                return await self._until_stored(handler, event, data, lambda: holding)
             finally:
                 _release_update.reset(releasing)
                 waiting_for_commit.reset(waiting)
@@ -123,6 +136,40 @@ class UpdatePipeline(BaseMiddleware):
         finally:
             if self._release_waiters.get(update_id) is released:
                 del self._release_waiters[update_id]
+
+    @staticmethod
+    async def _until_stored(
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+        holding: Callable[[], bool],
+    ) -> Any:
+        """The handler's result, handling the update again while the database cannot
+        store it (only while the update still holds confirmation: once it has talked to
+        Telegram, its store work is done, and a retry would answer twice)."""
+        delay = STORAGE_RETRY_FIRST
+        failing = False
+        while True:
+            try:
+                result = await handler(event, data)
+            except Exception as error:
+                if not (is_storage_unavailable(error) and holding()):
+                    raise
+                if not failing:
+                    update_id = event.update_id if isinstance(event, Update) else "?"
+                    logger.warning(
+                        "Update %s not stored, the database is unavailable (%s);"
+                        " handling it again until it can be",
+                        update_id,
+                        describe(error),
+                    )
+                    failing = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORAGE_RETRY_MAX)
+                continue
+            if failing:
+                logger.info("The database is available again: update stored")
+            return result
 
     async def drained(self) -> None:
         """Wait until every update handed to the pipeline so far has finished, replies

@@ -36,6 +36,22 @@ def other_process(database_url: str) -> Iterator[sqlite3.Connection]:
         yield other
 
 
+def lock_when_first_message_is_accepted(
+    stub: TelegramStub, other_process: sqlite3.Connection
+) -> list[CallRecord]:
+    """The moment Telegram has the first message, another process takes the write lock;
+    the returned list gets that message's call."""
+    locked: list[CallRecord] = []
+
+    def lock_database(record: CallRecord) -> None:
+        if not locked:
+            other_process.execute("BEGIN IMMEDIATE")
+            locked.append(record)
+
+    stub.on_accepted("sendMessage", lock_database)
+    return locked
+
+
 def storage_failures(engine: AsyncEngine) -> list[BaseException]:
     """Every storage error the engine meets from now on (a write that found the lock taken)."""
     failures: list[BaseException] = []
@@ -60,15 +76,7 @@ async def test_card_accepted_while_database_locked_is_sent_once_and_recorded(
     # Queued before the bot starts (announcements, say): the first card goes out first.
     created = await store.create(NewIncident("Payments are down"), card=CardRequest(first.id))
     await store.create(NewIncident("Checkout is slow"), card=CardRequest(second.id))
-    locked: list[CallRecord] = []
-
-    def lock_database(record: CallRecord) -> None:
-        # The moment Telegram has the card, another process takes the write lock.
-        if not locked:
-            other_process.execute("BEGIN IMMEDIATE")
-            locked.append(record)
-
-    stub.on_accepted("sendMessage", lock_database)
+    locked = lock_when_first_message_is_accepted(stub, other_process)
     failures = storage_failures(engine)
 
     async with launch_bot():
@@ -100,14 +108,7 @@ async def test_summary_accepted_while_database_locked_is_sent_once_and_recorded(
     chat = stub.supergroup("On-call")
     for n in range(1, 8):  # a storm: more than fold_threshold cards, one summary
         await store.create(NewIncident(f"Scooter #{n} is down"), card=CardRequest(chat.id))
-    locked: list[CallRecord] = []
-
-    def lock_database(record: CallRecord) -> None:
-        if not locked:
-            other_process.execute("BEGIN IMMEDIATE")
-            locked.append(record)
-
-    stub.on_accepted("sendMessage", lock_database)
+    lock_when_first_message_is_accepted(stub, other_process)
     failures = storage_failures(engine)
 
     async with launch_bot():

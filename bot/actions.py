@@ -33,16 +33,15 @@ from storage.store import (
 
 logger = logging.getLogger(__name__)
 
-NAME_MAX_LENGTH = 128
-"""The store's limit for `created_by` / `updated_by`."""
-
 
 def author_name(message: Message) -> str | None:
-    """Who wrote the message: the channel or anonymous admin's chat, else the person."""
+    """Who wrote the message: the channel or anonymous admin's chat, else the person.
+
+    As Telegram gives it: the store cleans and shortens names (`normalize_name`)."""
     if message.sender_chat is not None and message.sender_chat.title:
-        return message.sender_chat.title[:NAME_MAX_LENGTH]
+        return message.sender_chat.title
     if message.from_user is not None:
-        return message.from_user.full_name[:NAME_MAX_LENGTH]
+        return message.from_user.full_name
     return None
 
 

@@ -53,7 +53,7 @@ async def press_status_button(
             callback_data.incident,
             callback_data.target,
             expected=callback_data.seen_status,
-            changed_by=callback.from_user.full_name[: actions.NAME_MAX_LENGTH],
+            changed_by=callback.from_user.full_name,
             chats=chats,
         )
     except IncidentNotFoundError:

@@ -102,10 +102,16 @@ async def serve(settings: Settings) -> None:
             create_session_factory(engine),
             on_delivery_queued=delivery_queued.set if settings.bot_enabled else None,
         )
+        leadership = None
+        if settings.bot_enabled:
+            from bot.runner import create_leadership
+
+            leadership = create_leadership(settings, store)
         app = create_app(
             store,
             api_key=settings.api_key,
             announce_chat_id=settings.notify_chat_id if settings.bot_enabled else None,
+            leadership=leadership,
         )
         server = create_server(
             app,
@@ -125,6 +131,7 @@ async def serve(settings: Settings) -> None:
                 app=app,
                 delivery_queued=delivery_queued,
                 on_token_rejected=stop_signals.stop,
+                leadership=leadership,
             ):
                 freeze_startup_objects()
                 await server.serve()

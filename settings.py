@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # Storage
     database_url: str = "sqlite+aiosqlite:///incidents.db"
 
+    # Several instances on one database: how soon a standby takes over from an active
+    # instance that stopped (killed, cut off).
+    failover_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+
     # HTTP API
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

@@ -20,6 +20,7 @@ from api import health, incidents
 from api.dependencies import ApiKeyDocumented
 from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
 from storage.errors import describe, is_storage_unavailable
+from storage.leadership import Leadership
 from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
 from storage.store import IncidentNotFoundError, IncidentStore, TransitionNotAllowedError
 
@@ -44,12 +45,17 @@ When the service has an `API_KEY`, every `/incidents` route needs it in the
 
 
 def create_app(
-    store: IncidentStore, *, api_key: SecretStr | None, announce_chat_id: int | None = None
+    store: IncidentStore,
+    *,
+    api_key: SecretStr | None,
+    announce_chat_id: int | None = None,
+    leadership: Leadership | None = None,
 ) -> FastAPI:
     """Build the HTTP API over `store`; with `api_key`, /incidents requires X-API-Key.
 
     With `announce_chat_id`, each incident created here is announced in that Telegram
     chat: its card is queued in the outbox with the incident, for the bot to post.
+    `leadership` (when the bot runs) is what /health reports as the instance's bot role.
     """
     app = FastAPI(
         title="incident-bot",
@@ -64,6 +70,7 @@ def create_app(
     app.state.store = store
     app.state.api_key = api_key
     app.state.announce_chat_id = announce_chat_id
+    app.state.leadership = leadership
 
     app.exception_handler(RequestValidationError)(_request_invalid)
     app.exception_handler(405)(_method_not_allowed)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.dependencies import Store
 from api.routing import DocstringSummaryRoute
 from api.schemas import STORAGE_UNAVAILABLE, Health, retry_after
+from storage.leadership import Leadership
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ router = APIRouter(tags=["health"], route_class=DocstringSummaryRoute)
         }
     },
 )
-async def health(store: Store, response: Response) -> Health:
-    """Check that the service runs and its database takes writes."""
+async def health(store: Store, request: Request, response: Response) -> Health:
+    """Check that the service runs and its database takes writes, and say its bot role."""
+    leadership: Leadership | None = request.app.state.leadership
+    bot = "off" if leadership is None else leadership.role
     try:
         async with asyncio.timeout(PING_TIMEOUT_SECONDS):
             # Writes, not a read: a full disk or a lock held elsewhere leaves reads
@@ -42,5 +45,5 @@ async def health(store: Store, response: Response) -> Health:
         logger.warning("Health check failed: the database cannot take writes: %s", reason)
         response.status_code = 503
         response.headers.update(retry_after())
-        return Health(status="unavailable", database="unavailable")
-    return Health(status="ok", database="ok")
+        return Health(status="unavailable", database="unavailable", bot=bot)
+    return Health(status="ok", database="ok", bot=bot)

@@ -93,6 +93,12 @@ class IncidentOut(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unavailable"]
+    bot: Literal["off", "starting", "active", "standby"] = Field(
+        description=(
+            "This instance's part in the bot: off (no BOT_TOKEN), active (it polls Telegram"
+            " and sends), standby (another instance sharing the database does)"
+        )
+    )
 
 
 class ErrorOut(BaseModel):

@@ -32,6 +32,7 @@ from bot.rate_limits import Limits, RateLimiter
 from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
 from settings import Settings
+from storage.leadership import Leadership, instance_name
 from storage.store import IncidentStore
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ MENU_LANGUAGES: tuple[tuple[str, str | None], ...] = (("en", None), ("ru", "ru")
 """(catalogue, Telegram language_code) for each command menu; None is the default menu."""
 DRAIN_SECONDS = 10
 """How long stopping waits for updates still being handled."""
+LEASE_NAME = "telegram"
+"""The lease the active instance holds: the right to poll Telegram and to send."""
 RETRY_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1)
 FAILURE_QUOTE_LENGTH = 200
 """How much of Telegram's (or a proxy's) error a log line quotes."""
@@ -61,6 +64,7 @@ async def run_bot(
     delivery_queued: asyncio.Event | None = None,
     on_token_rejected: Callable[[], None] | None = None,
     pipeline: UpdatePipeline | None = None,
+    leadership: Leadership | None = None,
 ) -> AsyncIterator[Bot]:
     """Register the command menu, deliver the outbox and receive updates until the block
     exits: by long polling, or with WEBHOOK_URL set, on `app`'s webhook route.
@@ -77,6 +81,11 @@ async def run_bot(
     be reached or answers with something that is not the Bot API (a proxy's error page).
     A token Telegram rejects ends the bot: `on_token_rejected` is called at once, and
     leaving the block raises BotStartError.
+
+    Several instances may share the database: only the one holding the lease (the
+    active one, see `storage.leadership`) polls and sends; the others wait as standbys
+    and take over within FAILOVER_SECONDS when it stops. `leadership` is the election to
+    take part in (main.py's, whose role /health reports); without, one is made here.
 
     `pipeline` is for tests that wait until every update has finished, replies included.
     """
@@ -96,37 +105,61 @@ async def run_bot(
         outbox = store.outbox
         served = create_served_chats(settings, await outbox.chat_migrations())
         dispatcher = create_dispatcher(store, settings, served=served, pipeline=pipeline)
-        sender = Sender(
-            bot,
-            outbox,
-            limiter,
-            served,
-            create_i18n(),
-            wake=delivery_queued or asyncio.Event(),
-            policy=delivery,
-        )
-        sender.start()
+        if settings.webhook_url is not None:
+            if app is None:
+                raise ValueError("webhook mode needs the HTTP app to receive updates on")
+            # Every instance receives the updates sent to it; only the active one tells
+            # Telegram where the webhook is.
+            _mount_webhook(settings, dispatcher, bot, app, pipeline)
+
+        @asynccontextmanager
+        async def lead() -> AsyncIterator[None]:
+            """What the active instance runs: the sender, and polling or the webhook's
+            registration."""
+            sender = Sender(
+                bot,
+                outbox,
+                limiter,
+                served,
+                create_i18n(),
+                wake=delivery_queued or asyncio.Event(),
+                policy=delivery,
+            )
+            sender.start()
+            try:
+                if settings.webhook_url is None:
+                    receiving = _long_poll(dispatcher, bot, polling_timeout, reject)
+                else:
+                    receiving = _registering_webhook(settings, dispatcher, bot, reject)
+                async with receiving:
+                    yield
+            finally:
+                await sender.stop()
+
+        if leadership is None:
+            leadership = create_leadership(settings, store)
+        leading = asyncio.create_task(leadership.run(lead), name="leadership")
+        leading.add_done_callback(log_failure)
         try:
-            if settings.webhook_url is None:
-                receiving = _long_poll(dispatcher, bot, polling_timeout, reject)
-            else:
-                if app is None:
-                    raise ValueError("webhook mode needs the HTTP app to receive updates on")
-                receiving = _receive_webhooks(
-                    settings, dispatcher, bot, app, pipeline, on_rejected=reject
-                )
-            async with receiving:
-                yield bot
-            # Updates still being handled finish (their writes committed, their replies
-            # sent); those not confirmed yet come again after a restart either way.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pipeline.drained(), DRAIN_SECONDS)
+            yield bot
         finally:
-            await sender.stop()
+            leadership.stop()
+            await asyncio.wait((leading,))
+        # Updates still being handled finish (their writes committed, their replies
+        # sent); those not confirmed yet come again after a restart either way.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pipeline.drained(), DRAIN_SECONDS)
     finally:
         await bot.session.close()
     if rejected:
         raise rejected[0]
+
+
+def create_leadership(settings: Settings, store: IncidentStore) -> Leadership:
+    """This instance's part in electing the one that polls and sends."""
+    return Leadership.for_failover(
+        partial(store.lease, LEASE_NAME, instance_name()), settings.failover_seconds
+    )
 
 
 Rejected = Callable[[BotStartError], None]
@@ -159,23 +192,11 @@ async def _long_poll(
         await asyncio.wait((polling,))
 
 
-@asynccontextmanager
-async def _receive_webhooks(
-    settings: Settings,
-    dispatcher: Dispatcher,
-    bot: Bot,
-    app: FastAPI,
-    pipeline: UpdatePipeline,
-    *,
-    on_rejected: Rejected,
-) -> AsyncIterator[None]:
-    """Mount the webhook route on the HTTP app and tell Telegram where it is.
-
-    The webhook stays registered when the service stops: Telegram keeps the updates
-    meanwhile and delivers them once the service answers again.
-    """
-    assert settings.webhook_url is not None and settings.webhook_secret is not None
-    assert settings.webhook_path is not None
+def _mount_webhook(
+    settings: Settings, dispatcher: Dispatcher, bot: Bot, app: FastAPI, pipeline: UpdatePipeline
+) -> None:
+    """Receive updates on the HTTP app, at WEBHOOK_URL's path."""
+    assert settings.webhook_path is not None and settings.webhook_secret is not None
     app.include_router(
         create_webhook_router(
             dispatcher,
@@ -185,6 +206,17 @@ async def _receive_webhooks(
             pipeline=pipeline,
         )
     )
+
+
+@asynccontextmanager
+async def _registering_webhook(
+    settings: Settings, dispatcher: Dispatcher, bot: Bot, on_rejected: Rejected
+) -> AsyncIterator[None]:
+    """Tell Telegram where the webhook is.
+
+    The webhook stays registered when the service stops: Telegram keeps the updates
+    meanwhile and delivers them once the service answers again.
+    """
     registering = asyncio.create_task(
         _register_webhook(settings, dispatcher, bot, on_rejected=on_rejected),
         name="telegram-webhook-registration",

@@ -272,3 +272,17 @@ class WriteProbe(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Lease(Base):
+    """Who holds a role among the instances sharing this database, and until when.
+
+    The holder renews its lease well before `expires_at`; another instance may take the
+    role only once the lease has expired (`storage.leadership`).
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache, cached_property
 from typing import Any
 
@@ -39,6 +39,7 @@ from storage.batching import GroupCommit
 from storage.database import Writers
 from storage.errors import is_storage_unavailable
 from storage.health import WriteCheck
+from storage.leadership import LeaseStore
 from storage.models import (
     NO_CHAT,
     Delivery,
@@ -310,6 +311,11 @@ class IncidentStore:
     def outbox(self) -> Outbox:
         """The other end of what this store queues: the bot's sender reads it."""
         return Outbox(self._sessions, writers=self._writers)
+
+    def lease(self, name: str, holder: str, duration: timedelta) -> LeaseStore:
+        """The lease `name` among the instances sharing this database
+        (`storage.leadership`)."""
+        return LeaseStore(self._engine, name, holder, duration=duration)
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""

@@ -25,7 +25,7 @@ async def test_health_returns_ok_when_database_answers(client: httpx.AsyncClient
     response = await client.get("/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "bot": "off"}
 
 
 async def test_health_returns_503_when_database_does_not_answer(
@@ -37,6 +37,6 @@ async def test_health_returns_503_when_database_does_not_answer(
         response = await client.get("/health")
 
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "database": "unavailable"}
+    assert response.json() == {"status": "unavailable", "database": "unavailable", "bot": "off"}
     assert "the database cannot take writes" in caplog.text
     assert response.headers["Retry-After"].isdigit()

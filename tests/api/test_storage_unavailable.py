@@ -66,7 +66,7 @@ async def test_writes_while_locked_answer_503_and_store_nothing(
     assert_unavailable(created)
     assert_unavailable(changed)
     assert health.status_code == 503
-    assert health.json() == {"status": "unavailable", "database": "unavailable"}
+    assert health.json() == {"status": "unavailable", "database": "unavailable", "bot": "off"}
     assert int(health.headers["Retry-After"]) > 0
     assert listed.status_code == 200
     assert [item["id"] for item in listed.json()] == [incident.id]

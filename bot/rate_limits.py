@@ -208,6 +208,19 @@ class RateLimiter:
                 raise ChatFlooded(chat_id, delay)
             await asyncio.sleep(delay)
 
+    def remember(self, chat_id: ChatKey, seconds_ago: float) -> None:
+        """A message that went to `chat_id` `seconds_ago` (sent by another instance, say):
+        it counts against the windows like one sent from here."""
+        stamp = _Stamp(self.now() - seconds_ago)
+        stamp.done = True
+        for key, _rate, _is_chat in self._scopes(chat_id):
+            self._windows.setdefault(key, []).append(stamp)
+
+    @property
+    def longest_window(self) -> float:
+        """Seconds back that any limit looks."""
+        return max(self.limits.group.per, self.limits.private.per, self.limits.overall.per)
+
     def ban(self, chat_id: ChatKey, seconds: float) -> None:
         """Telegram said 429 with `retry_after`: nothing goes to the chat until then."""
         until = self.now() + seconds

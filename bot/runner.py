@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 from typing import TypeVar
 
@@ -33,6 +34,8 @@ from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
 from settings import Settings
 from storage.leadership import Leadership, instance_name
+from storage.models import utcnow
+from storage.outbox import Outbox
 from storage.store import IncidentStore
 
 logger = logging.getLogger(__name__)
@@ -125,6 +128,7 @@ async def run_bot(
                 wake=delivery_queued or asyncio.Event(),
                 policy=delivery,
             )
+            await _count_recent_sends(outbox, limiter)
             sender.start()
             try:
                 if settings.webhook_url is None:
@@ -153,6 +157,19 @@ async def run_bot(
         await bot.session.close()
     if rejected:
         raise rejected[0]
+
+
+async def _count_recent_sends(outbox: Outbox, limiter: RateLimiter) -> None:
+    """Count what was sent within the limits' windows (by an instance that was active
+    before this one took over, say), so the first minute after a failover keeps to them."""
+    now = utcnow()
+    try:
+        sent = await outbox.sent_since(now - timedelta(seconds=limiter.longest_window))
+    except Exception as error:
+        logger.warning("Cannot read what was sent recently: %s", error)
+        return
+    for chat_id, sent_at in sent:
+        limiter.remember(chat_id, max((now - sent_at).total_seconds(), 0.0))
 
 
 def create_leadership(settings: Settings, store: IncidentStore) -> Leadership:

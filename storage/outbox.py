@@ -183,6 +183,27 @@ class Outbox:
             )
             await session.commit()
 
+    async def sent_since(
+        self, since: datetime, *, look_at: int = 5000
+    ) -> list[tuple[int, datetime]]:
+        """The messages sent (cards, edits, summaries) since `since`, by any instance:
+        (chat id, when), one per message. Only the `look_at` newest deliveries are looked
+        at: Telegram's limits never allow more than a few thousand messages a minute."""
+        recent = (
+            select(Delivery.chat_id, Delivery.finished_at)
+            .where(Delivery.state.in_((DeliveryState.SENT, DeliveryState.FOLDED)))
+            .order_by(Delivery.id.desc())
+            .limit(look_at)
+            .subquery()
+        )
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(recent.c.chat_id, recent.c.finished_at)
+                .where(recent.c.finished_at >= since)
+                .distinct()
+            )
+            return [(chat_id, finished_at) for chat_id, finished_at in rows]
+
     async def chat_migrations(self) -> dict[int, int]:
         """Old group id → its supergroup's id, for every migration seen."""
         async with self._sessions() as session:

@@ -131,8 +131,12 @@ class Sender:
         *,
         wake: asyncio.Event,
         policy: DeliveryPolicy | None = None,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`may_send` is asked before each message: False holds everything back (this
+        instance is no longer sure it is the active one)."""
         self._bot = bot
+        self._may_send = may_send
         self._outbox = outbox
         self._limiter = limiter
         self._served = served
@@ -243,7 +247,7 @@ class Sender:
         progressed = False
         jobs = self._plan(rows, fold_threshold=threshold)
         for index, job in enumerate(jobs):
-            if self._stopping:
+            if self._stopping or not self._may_send():
                 break
             slot = self._limiter.try_acquire(chat_id, reserve=self._reserve)
             if slot is None:

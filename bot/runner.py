@@ -108,6 +108,7 @@ async def run_bot(
         outbox = store.outbox
         served = create_served_chats(settings, await outbox.chat_migrations())
         dispatcher = create_dispatcher(store, settings, served=served, pipeline=pipeline)
+        elected = leadership or create_leadership(settings, store)
         if settings.webhook_url is not None:
             if app is None:
                 raise ValueError("webhook mode needs the HTTP app to receive updates on")
@@ -127,6 +128,7 @@ async def run_bot(
                 create_i18n(),
                 wake=delivery_queued or asyncio.Event(),
                 policy=delivery,
+                may_send=elected.holds_lease,
             )
             await _count_recent_sends(outbox, limiter)
             sender.start()
@@ -140,14 +142,12 @@ async def run_bot(
             finally:
                 await sender.stop()
 
-        if leadership is None:
-            leadership = create_leadership(settings, store)
-        leading = asyncio.create_task(leadership.run(lead), name="leadership")
+        leading = asyncio.create_task(elected.run(lead), name="leadership")
         leading.add_done_callback(log_failure)
         try:
             yield bot
         finally:
-            leadership.stop()
+            elected.stop()
             await asyncio.wait((leading,))
         # Updates still being handled finish (their writes committed, their replies
         # sent); those not confirmed yet come again after a restart either way.

@@ -114,6 +114,7 @@ class Leadership:
     def __init__(self, lease: LeaseStore, *, check_every: float, renew_every: float) -> None:
         self.lease = lease
         self.role: Role = "starting"
+        self._held_until: datetime | None = None
         self._check_every = check_every
         self._renew_every = renew_every
         self._stop = asyncio.Event()
@@ -132,6 +133,12 @@ class Leadership:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def holds_lease(self) -> bool:
+        """Whether the lease is this instance's at this moment. The active instance's
+        sender asks before each message: an instance that was paused past its lease's
+        end (and replaced meanwhile) sends nothing more before it notices."""
+        return self._held_until is not None and utcnow() < self._held_until
 
     async def run(self, lead: Callable[[], AbstractAsyncContextManager[None]]) -> None:
         """Until `stop()`: lead while holding the lease, wait as a standby otherwise; on
@@ -152,34 +159,38 @@ class Leadership:
                     await self._pause(self._check_every)
                     continue
                 told_standby = False
+                self._held_until = held_until
                 self.role = "active"
                 logger.info(
                     "Active: this instance polls Telegram and sends (%s)", self.lease.holder
                 )
                 async with lead():
-                    await self._keep(held_until)
+                    await self._keep()
+                self._held_until = None
                 if not self._stop.is_set():
                     self.role = "standby"
                     logger.warning("No longer active: the lease could not be renewed in time")
         finally:
             if self.role == "active":
+                self._held_until = None
                 with contextlib.suppress(Exception):
                     await self.lease.release()
             self.role = "standby"
 
-    async def _keep(self, held_until: datetime) -> None:
+    async def _keep(self) -> None:
         """Renew the lease until stopped, or until it cannot be renewed in time."""
         while not await self._pause(self._renew_every):
             try:
                 renewed = await self.lease.acquire()
             except Exception as error:
                 logger.warning("Cannot renew the lease: %s", error)
-                if utcnow() + timedelta(seconds=self._renew_every) < held_until:
+                held_until = self._held_until
+                if held_until and utcnow() + timedelta(seconds=self._renew_every) < held_until:
                     continue
                 return
             if renewed is None:
                 return
-            held_until = renewed
+            self._held_until = renewed
 
     async def _try_to_take(self) -> datetime | None:
         try:

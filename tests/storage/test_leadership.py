@@ -112,3 +112,20 @@ async def test_active_instance_that_loses_its_lease_stops_leading(store: Inciden
     await running
 
     assert (one.terms, role) == (1, "standby")
+
+
+async def test_lease_not_renewed_in_time_is_no_longer_held(store: IncidentStore) -> None:
+    # Renewing less often than the lease lasts, as an instance paused too long would.
+    brief = timedelta(milliseconds=100)
+    first = Leadership(lease(store, "a", brief), check_every=0.05, renew_every=10.0)
+    one = Recorder()
+    running = asyncio.create_task(first.run(one.lead))
+    await asyncio.wait_for(one.leading.wait(), 5)
+    held_at_first = first.holds_lease()
+
+    await asyncio.sleep(0.15)
+    held_later = first.holds_lease()
+    first.stop()
+    await running
+
+    assert (held_at_first, held_later) == (True, False)

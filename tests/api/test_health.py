@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +21,11 @@ async def unreachable_store(tmp_path: Path) -> AsyncIterator[IncidentStore]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}")
     yield IncidentStore(create_session_factory(engine))
     await engine.dispose()
+    # aiosqlite's thread for a connection that failed to open reports its end to the
+    # event loop after the failure: let it, before the test's loop closes.
+    for thread in threading.enumerate():
+        if "_connection_worker_thread" in thread.name:
+            await asyncio.to_thread(thread.join, 5)
 
 
 async def test_health_returns_ok_when_database_answers(client: httpx.AsyncClient) -> None:

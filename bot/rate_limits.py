@@ -3,9 +3,10 @@
 Telegram allows a bot about 20 messages a minute in one group, about one a second in
 one private chat and about 30 a second overall; past them it answers 429 with
 `retry_after`. One `RateLimiter` counts every message the bot sends or edits, whoever
-sends it: the background sender asks `try_acquire()` and skips a chat that is full, and
-the `RateLimitMiddleware` on the bot's session makes every other call (a reply to a
-command, an edited /list page) wait for its turn. A 429 that comes anyway bans the chat
+sends it: the background sender asks `try_acquire()` and skips a chat that is full (it
+sends through a bot of its own, without the middleware), and the `RateLimitMiddleware`
+on the handlers' bot makes every other call (a reply to a command, an edited /list page)
+wait for its turn. A 429 that comes anyway bans the chat
 for `retry_after` seconds, for both.
 
 Each sent message is stamped with the time its request *finished*: Telegram counted it
@@ -19,7 +20,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -98,24 +98,19 @@ class _Stamp:
         self.done = False
 
 
-_HELD: ContextVar[Slot | None] = ContextVar("incident_bot_rate_slot", default=None)
-
-
 class Slot:
     """The right to send one message to a chat now.
 
-    Use as `with slot: await bot.send_message(...)`: the calls made inside do not wait
-    for the limiter again, and on exit the message is stamped with the time it finished.
+    Use as `with slot: await bot.send_message(...)`: on exit the message is stamped with
+    the time it finished.
     """
 
     def __init__(self, limiter: RateLimiter, chat_id: ChatKey, stamps: list[_Stamp]) -> None:
         self.chat_id = chat_id
         self._limiter = limiter
         self._stamps = stamps
-        self._token: Token[Slot | None] | None = None
 
     def __enter__(self) -> Slot:
-        self._token = _HELD.set(self)
         return self
 
     def __exit__(
@@ -124,9 +119,6 @@ class Slot:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            _HELD.reset(self._token)
-            self._token = None
         self.finish()
 
     def finish(self) -> None:
@@ -135,11 +127,6 @@ class Slot:
             if not stamp.done:
                 stamp.at = max(stamp.at, now)
                 stamp.done = True
-
-    @staticmethod
-    def held() -> Slot | None:
-        """The slot the current task is sending under, if any."""
-        return _HELD.get()
 
 
 class ChatFlooded(Exception):
@@ -254,8 +241,8 @@ def limited_chat(method: TelegramMethod[Any]) -> ChatKey | None:
 class RateLimitMiddleware(BaseRequestMiddleware):
     """Makes every message call of the bot's session take its turn in the limiter.
 
-    Calls made under a `Slot` (the sender's) pass straight through. A 429 bans the chat
-    and the call is tried once more after `retry_after`, if that is within
+    The sender, which takes its slots itself, sends through a bot without it. A 429 bans
+    the chat and the call is tried once more after `retry_after`, if that is within
     `reply_max_wait`; otherwise it fails with TelegramRetryAfter.
     """
 
@@ -269,8 +256,7 @@ class RateLimitMiddleware(BaseRequestMiddleware):
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
         chat_id = limited_chat(method)
-        held = Slot.held()
-        if chat_id is None or (held is not None and held.chat_id == chat_id):
+        if chat_id is None:
             return await make_request(bot, method)
         max_wait = self._limiter.limits.reply_max_wait
         try:

@@ -97,6 +97,9 @@ async def run_bot(
     limiter = RateLimiter(limits or Limits())
     pipeline = pipeline or UpdatePipeline()
     bot = create_bot(settings, limiter=limiter, pipeline=pipeline)
+    # The sender takes its turns in the limiter itself (skipping a full chat rather than
+    # waiting), so it sends through a bot without the limiter's middleware.
+    sender_bot = create_bot(settings)
     rejected: list[BotStartError] = []
 
     def reject(error: BotStartError) -> None:
@@ -121,7 +124,7 @@ async def run_bot(
             """What the active instance runs: the sender, and polling or the webhook's
             registration."""
             sender = Sender(
-                bot,
+                sender_bot,
                 outbox,
                 limiter,
                 served,
@@ -155,6 +158,7 @@ async def run_bot(
             await asyncio.wait_for(pipeline.drained(), DRAIN_SECONDS)
     finally:
         await bot.session.close()
+        await sender_bot.session.close()
     if rejected:
         raise rejected[0]
 

@@ -19,6 +19,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.cards import Rendered, escape, render_card, status_label
 from bot.delivery import is_not_modified
 from bot.parsing import MissingDescription, Report
+from bot.pipeline import OnQueued
 from storage.models import AnyIncident
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
@@ -79,13 +80,18 @@ def missing_description_text(report: MissingDescription) -> str:
 
 
 async def report_incident(
-    message: Message, store: IncidentStore, report: Report | MissingDescription
+    message: Message,
+    store: IncidentStore,
+    report: Report | MissingDescription,
+    *,
+    on_queued: OnQueued = None,
 ) -> None:
     """Store the message as an incident; its card is queued in the same transaction.
 
     Nothing is sent from here: the sender posts the card as a reply to the report (in
     the report's forum topic, in the reporter's language), so storing never waits on
     Telegram. A redelivered message finds its incident already stored and queues nothing.
+    `on_queued` is the update pipeline's (`bot.pipeline.OnQueued`).
     """
     if isinstance(report, MissingDescription):
         await message.reply(escape(missing_description_text(report)))
@@ -105,13 +111,20 @@ async def report_incident(
                 message_thread_id=message.message_thread_id if message.is_topic_message else None,
                 locale=get_i18n().current_locale,
             ),
+            on_queued=on_queued,
         )
     except InvalidIncidentError as error:
         await message.reply(escape(not_stored_text(error)))
 
 
 async def change_status(
-    message: Message, store: IncidentStore, chats: ChatScope, incident_id: int, status: Status
+    message: Message,
+    store: IncidentStore,
+    chats: ChatScope,
+    incident_id: int,
+    status: Status,
+    *,
+    on_queued: OnQueued = None,
 ) -> None:
     """Move an incident of this chat's to `status` and reply with its card, or say why not.
 
@@ -120,7 +133,11 @@ async def change_status(
     """
     try:
         change = await store.change_status(
-            incident_id, status, changed_by=author_name(message), chats=chats
+            incident_id,
+            status,
+            changed_by=author_name(message),
+            chats=chats,
+            on_queued=on_queued,
         )
     except IncidentNotFoundError:
         await message.reply(escape(not_found_text(incident_id)))

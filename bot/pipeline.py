@@ -40,7 +40,6 @@ from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 from aiogram.types import TelegramObject, Update
 
-from storage.batching import waiting_for_commit
 from storage.errors import describe, is_storage_unavailable
 
 logger = logging.getLogger(__name__)
@@ -48,6 +47,11 @@ logger = logging.getLogger(__name__)
 STORAGE_RETRY_FIRST = 0.5
 """Seconds before an update the database could not store is handled again; doubles."""
 STORAGE_RETRY_MAX = 10.0
+
+OnQueued = Callable[[], None] | None
+"""What the pipeline hands every handler as `on_queued`: called (by the store, through the
+action the handler takes) once the update's write is queued and waits for its commit,
+it lets the next update start."""
 
 _release_update: ContextVar[Callable[[], None] | None] = ContextVar(
     "incident_bot_release_update", default=None
@@ -110,13 +114,12 @@ class UpdatePipeline(BaseMiddleware):
             if previous is not None:
                 # Cancelled here, this update passes its turn on in `finally` below.
                 await previous
-            waiting = waiting_for_commit.set(pass_turn)
+            data["on_queued"] = pass_turn
             releasing = _release_update.set(release)
             try:
                 return await self._until_stored(handler, event, data, lambda: holding)
             finally:
                 _release_update.reset(releasing)
-                waiting_for_commit.reset(waiting)
         finally:
             release()
             self._busy -= 1

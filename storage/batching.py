@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -30,15 +29,6 @@ MAX_BATCH = 500
 
 GATHER_TURNS = 3
 """Turns of the event loop without a new submission after which a batch is written."""
-
-waiting_for_commit: ContextVar[Callable[[], None] | None] = ContextVar(
-    "waiting_for_commit", default=None
-)
-"""Called when this task's operation is queued and it starts waiting for the commit.
-
-The bot's update pipeline (`bot.pipeline`) uses it to start on the next update
-meanwhile, so that a polled burst of reports is written as one batch.
-"""
 
 
 class GroupCommit(Generic[Operation, Outcome]):
@@ -65,8 +55,15 @@ class GroupCommit(Generic[Operation, Outcome]):
         self._writing: asyncio.Task[None] | None = None
         self._last: asyncio.Future[Outcome] | None = None
 
-    async def submit(self, operation: Operation) -> Outcome:
-        """Queue `operation`; return its outcome once its batch is committed."""
+    async def submit(
+        self, operation: Operation, *, on_queued: Callable[[], None] | None = None
+    ) -> Outcome:
+        """Queue `operation`; return its outcome once its batch is committed.
+
+        `on_queued` is called once it is queued, as its caller starts waiting for the
+        commit: the bot's update pipeline starts on the next update then, so that a
+        polled burst of reports is written as one batch.
+        """
         outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         # Its error is the submitter's to see; one that gave up must not leave it unseen.
         outcome.add_done_callback(_consume_error)
@@ -74,9 +71,8 @@ class GroupCommit(Generic[Operation, Outcome]):
         self._last = outcome
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_queue(), name=self._name)
-        waiting = waiting_for_commit.get()
-        if waiting is not None:
-            waiting()
+        if on_queued is not None:
+            on_queued()
         # Shielded: a caller that gives up (a client that hung up) does not take its
         # operation out of a batch that may already be committing.
         return await asyncio.shield(outcome)

@@ -340,15 +340,23 @@ class IncidentStore:
         await self._creations.settled()
         await self._status_changes.settled()
 
-    async def create(self, new: NewIncident, *, card: CardRequest | None = None) -> Created:
+    async def create(
+        self,
+        new: NewIncident,
+        *,
+        card: CardRequest | None = None,
+        on_queued: Callable[[], None] | None = None,
+    ) -> Created:
         """Store a new incident, or return the one this message or key already made.
 
         With `card`, the incident's card is queued for the bot in the same transaction;
         a duplicate queues nothing (its first delivery already queued the card).
         Concurrent creations share a transaction (`storage.batching`); each is committed
-        before this returns.
+        before this returns. `on_queued` is called once the creation waits for its
+        commit (see `GroupCommit.submit`).
         """
-        return await self._creations.submit(_Creation(_incident_values(new, card), new, card))
+        creation = _Creation(_incident_values(new, card), new, card)
+        return await self._creations.submit(creation, on_queued=on_queued)
 
     @cached_property
     def _engine(self) -> AsyncEngine:
@@ -438,9 +446,11 @@ class IncidentStore:
         expected: Status | None = None,
         changed_by: str | None = None,
         chats: ChatScope | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> StatusChange:
         """Move an incident to `new` if its current status allows it; with `chats`, only
-        an incident of theirs (any other is not found, see `ChatScope`).
+        an incident of theirs (any other is not found, see `ChatScope`). `on_queued` as
+        for `create`.
 
         `expected` is the status the caller acted on (a button pressed on a card): if the
         incident has moved on since, the change is refused rather than applied blindly.
@@ -452,7 +462,8 @@ class IncidentStore:
         # creation still in the queue is stored first.
         await self._creations.settled()
         return await self._status_changes.submit(
-            _StatusRequest(incident_id, new, expected, normalize_name(changed_by), chats)
+            _StatusRequest(incident_id, new, expected, normalize_name(changed_by), chats),
+            on_queued=on_queued,
         )
 
     async def update_description(

@@ -15,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import actions
 from bot.callbacks import ListPage, StatusButton
 from bot.cards import LIST_PAGE_SIZE, render_card, render_list_page, shorten, status_label
+from bot.pipeline import OnQueued
 from storage.store import (
     ChatScope,
     IncidentNotFoundError,
@@ -37,6 +38,7 @@ async def press_status_button(
     store: IncidentStore,
     chats: ChatScope,
     bot: Bot,
+    on_queued: OnQueued = None,
 ) -> None:
     """Change the status and answer the press at once.
 
@@ -55,6 +57,7 @@ async def press_status_button(
             expected=callback_data.seen_status,
             changed_by=callback.from_user.full_name,
             chats=chats,
+            on_queued=on_queued,
         )
     except IncidentNotFoundError:
         await callback.answer(

@@ -13,6 +13,7 @@ from bot import actions
 from bot.cards import LIST_PAGE_SIZE, escape, render_list_page
 from bot.menu import command_descriptions
 from bot.parsing import Report, parse_incident_id, parse_report, parse_status_word
+from bot.pipeline import OnQueued
 from storage.rules import DEFAULT_SOURCE, STATUS_VALUES, excerpt
 from storage.store import ChatScope, IncidentStore
 
@@ -57,14 +58,16 @@ async def show_help(message: Message) -> None:
     await message.reply(escape(help_text()))
 
 
-async def new_incident(message: Message, command: CommandObject, store: IncidentStore) -> None:
+async def new_incident(
+    message: Message, command: CommandObject, store: IncidentStore, on_queued: OnQueued = None
+) -> None:
     """`/new text` or `/new [source] text`: an incident, reported explicitly."""
     text = (command.args or "").strip()
     if not text:
         await message.reply(escape(_("Usage: /new [source] what happened")))
         return
     report = parse_report(text) or Report(DEFAULT_SOURCE, text)
-    await actions.report_incident(message, store, report)
+    await actions.report_incident(message, store, report, on_queued=on_queued)
 
 
 async def list_incidents(
@@ -85,7 +88,11 @@ async def list_incidents(
 
 
 async def change_or_show_status(
-    message: Message, command: CommandObject, store: IncidentStore, chats: ChatScope
+    message: Message,
+    command: CommandObject,
+    store: IncidentStore,
+    chats: ChatScope,
+    on_queued: OnQueued = None,
 ) -> None:
     """`/status 17 resolved` changes the status; `/status 17` shows the card."""
     parts = (command.args or "").split(maxsplit=1)
@@ -100,7 +107,7 @@ async def change_or_show_status(
     if status is None:
         await message.reply(escape(unknown_status_text(parts[1].strip())))
         return
-    await actions.change_status(message, store, chats, incident_id, status)
+    await actions.change_status(message, store, chats, incident_id, status, on_queued=on_queued)
 
 
 def create_router() -> Router:

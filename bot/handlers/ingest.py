@@ -15,19 +15,28 @@ from bot.callbacks import StatusButton
 from bot.cards import escape
 from bot.filters import IsReport, IsStatusCommand, IsStatusReply, message_text
 from bot.parsing import MissingDescription, Report, StatusCommand, parse_report
+from bot.pipeline import OnQueued
 from storage.rules import DEFAULT_SOURCE, InvalidIncidentError, Status
 from storage.store import ChatScope, IncidentStore
 
 
 async def ingest_report(
-    message: Message, report: Report | MissingDescription, store: IncidentStore
+    message: Message,
+    report: Report | MissingDescription,
+    store: IncidentStore,
+    on_queued: OnQueued = None,
 ) -> None:
     """`[monitoring] Scooter #42 is not responding` → an incident and its card."""
-    await actions.report_incident(message, store, report)
+    await actions.report_incident(message, store, report, on_queued=on_queued)
 
 
 async def change_by_reply(
-    message: Message, status: Status, store: IncidentStore, chats: ChatScope, bot: Bot
+    message: Message,
+    status: Status,
+    store: IncidentStore,
+    chats: ChatScope,
+    bot: Bot,
+    on_queued: OnQueued = None,
 ) -> None:
     """A status word replying to a card or to a report changes that incident (if it is
     this chat's: a card forwarded from another chat names an incident it does not see)."""
@@ -38,41 +47,55 @@ async def change_by_reply(
     incident_id = incident.id if incident is not None else _card_incident_id(replied, bot)
     if incident_id is None:
         return
-    await actions.change_status(message, store, chats, incident_id, status)
+    await actions.change_status(message, store, chats, incident_id, status, on_queued=on_queued)
 
 
 async def change_by_number(
-    message: Message, status_command: StatusCommand, store: IncidentStore, chats: ChatScope
+    message: Message,
+    status_command: StatusCommand,
+    store: IncidentStore,
+    chats: ChatScope,
+    on_queued: OnQueued = None,
 ) -> None:
     """`#17 fixed`."""
     await actions.change_status(
-        message, store, chats, status_command.incident_id, status_command.status
+        message,
+        store,
+        chats,
+        status_command.incident_id,
+        status_command.status,
+        on_queued=on_queued,
     )
 
 
-async def follow_edit(message: Message, store: IncidentStore) -> None:
+async def follow_edit(message: Message, store: IncidentStore, on_queued: OnQueued = None) -> None:
     """An edited report updates its incident's description; the store queues the card's
     edit.
 
     An edit that turns a plain message into a report (the tag was forgotten) reports it.
     """
-    await _follow_edit(message, store, parse_report(message_text(message)))
+    await _follow_edit(message, store, parse_report(message_text(message)), on_queued)
 
 
-async def follow_new_edit(message: Message, command: CommandObject, store: IncidentStore) -> None:
+async def follow_new_edit(
+    message: Message, command: CommandObject, store: IncidentStore, on_queued: OnQueued = None
+) -> None:
     """An edited `/new` command updates its incident like an edited report."""
     text = (command.args or "").strip()
     report = (parse_report(text) or Report(DEFAULT_SOURCE, text)) if text else None
-    await _follow_edit(message, store, report)
+    await _follow_edit(message, store, report, on_queued)
 
 
 async def _follow_edit(
-    message: Message, store: IncidentStore, report: Report | MissingDescription | None
+    message: Message,
+    store: IncidentStore,
+    report: Report | MissingDescription | None,
+    on_queued: OnQueued,
 ) -> None:
     incident = await store.find_by_message(message.chat.id, message.message_id)
     if incident is None:
         if isinstance(report, Report):
-            await actions.report_incident(message, store, report)
+            await actions.report_incident(message, store, report, on_queued=on_queued)
         return
     if not isinstance(report, Report) or report.description == incident.description:
         return

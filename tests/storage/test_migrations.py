@@ -35,6 +35,7 @@ async def test_migrate_twice_is_harmless(engine: AsyncEngine) -> None:
     assert version is not None
 
 
+@pytest.mark.sqlite_only
 async def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         journal = await connection.scalar(text("PRAGMA journal_mode"))

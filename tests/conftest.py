@@ -7,10 +7,12 @@ SQLite and on PostgreSQL (see `tests.engines`); the rest, and the tests marked
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import (
@@ -21,6 +23,7 @@ from storage.database import (
 )
 from storage.store import IncidentStore
 from tests import engines
+from tests.faults import DatabaseLink
 from tests.service import ServiceRunner, environment_without_settings
 
 STORE_CONTRACT = Path(__file__).with_name("storage")
@@ -76,11 +79,17 @@ async def database_url(database_engine: str, tmp_path: Path) -> AsyncIterator[st
         return
     server = engines.server_url()
     assert server is not None
-    database = await engines.create_database(server)
+    database = await engines.take_database(server)
     try:
         yield database.render_as_string(hide_password=False)
     finally:
-        await engines.drop_database(server, database)
+        await engines.give_back(database)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    server = engines.server_url()
+    if server is not None:
+        asyncio.run(engines.drop_databases(server))
 
 
 @pytest.fixture
@@ -95,6 +104,14 @@ async def engine(database_url: str, busy_timeout_ms: int) -> AsyncIterator[Async
     await migrate(engine)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def link(database_url: str) -> AsyncIterator[DatabaseLink]:
+    """The network between a PostgreSQL test's engines and the server, to cut."""
+    url = make_url(database_url)
+    async with DatabaseLink(url.host or "127.0.0.1", url.port or 5432) as link:
+        yield link
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -157,14 +156,6 @@ async def test_errors_of_the_request_are_not_taken_for_an_unavailable_database(
 
     assert not is_storage_unavailable(no_table.value)
     assert not is_storage_unavailable(broken_rule.value)
-
-
-@pytest.fixture
-async def link(database_url: str) -> AsyncIterator[DatabaseLink]:
-    """The network between the store and its PostgreSQL server, to cut."""
-    url = make_url(database_url)
-    async with DatabaseLink(url.host or "127.0.0.1", url.port or 5432) as link:
-        yield link
 
 
 @pytest.fixture

@@ -135,6 +135,34 @@ async def test_change_status_from_two_engines_at_once_never_locks(
     assert page.total == 200
 
 
+async def test_two_processes_changing_the_same_incidents_never_deadlock(
+    engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two instances, each with a batch of changes to the same incidents, asked for in
+    # opposite orders: rows locked in the order asked would wait for each other.
+    second_engine = create_engine(database_url)
+    try:
+        first = IncidentStore(create_session_factory(engine))
+        second = IncidentStore(create_session_factory(second_engine))
+        created = await asyncio.gather(
+            *(first.create(NewIncident(f"report {n}")) for n in range(30))
+        )
+        ids = [result.incident.id for result in created]
+        for status in [Status.IN_PROGRESS, Status.RESOLVED] * 3:
+            results = await asyncio.gather(
+                *(first.change_status(id_, status) for id_ in ids),
+                *(second.change_status(id_, status) for id_ in reversed(ids)),
+                return_exceptions=True,
+            )
+            assert not [r for r in results if isinstance(r, BaseException)], results
+    finally:
+        await second_engine.dispose()
+
+    assert "deadlock" not in caplog.text
+    assert "failed" not in caplog.text
+    assert await counts_match_incidents(engine)
+
+
 async def test_change_status_is_judged_again_when_another_process_moved_it_meanwhile(
     store: IncidentStore,
     engine: AsyncEngine,

@@ -79,6 +79,8 @@ def create_app(
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
     app.exception_handler(DBAPIError)(_storage_failed)
     app.exception_handler(PoolTimeoutError)(_storage_failed)
+    # A database server that cannot be reached: the driver's socket error, as it is.
+    app.exception_handler(OSError)(_storage_failed)
 
     app.include_router(health.router)
     if api_key is None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,6 +35,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # PRAGMAs) costs as much as several requests: at 8 concurrent clients that was a new
 # connection every 15-20 requests.
 SQLITE_POOL_SIZE = 15
+# The PostgreSQL advisory lock `migrate` holds (any bigint this database's other users
+# leave alone): "incident" in ASCII.
+MIGRATION_LOCK_KEY = 0x696E636964656E74
 
 
 def _configure_sqlite(
@@ -161,6 +164,19 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema up to the newest migration (creating it on a new database)."""
+    """Bring the schema up to the newest migration (creating it on a new database).
+
+    Processes started at once take turns: each would otherwise find no `alembic_version`
+    table and create it, and all but the first would fail. The turn is a lock held until
+    the migrations are committed (PostgreSQL's advisory lock, SQLite's write lock, taken
+    before the first statement: sqlite3 would run the DDL outside any transaction); the
+    next process then finds the schema at the newest version and does nothing.
+    """
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+        elif connection.dialect.name == "sqlite":
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
         await connection.run_sync(_upgrade)

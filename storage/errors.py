@@ -17,11 +17,26 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 # errors too ("no such table"), so for SQLite the code decides, not the class.
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
 
+# PostgreSQL's SQLSTATE classes for a server that cannot serve now
+# (https://www.postgresql.org/docs/current/errcodes-appendix.html): 08 connection
+# exception, 53 insufficient resources (disk full, out of memory, too many connections),
+# 57P0x the server shutting down or starting up, 58 system error (I/O). asyncpg raises
+# most of them as its plain Error, so for PostgreSQL the code decides, not the class.
+_POSTGRESQL_UNAVAILABLE_CLASSES = ("08", "53", "58")
+_POSTGRESQL_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03"})
+# 08P01 is a protocol violation: what the server says to a value it cannot take (a NUL
+# in text), not a connection that was lost.
+_POSTGRESQL_REFUSED = frozenset({"08P01"})
+
 
 def is_storage_unavailable(error: BaseException) -> bool:
     """Whether `error` says the database cannot serve now, rather than refusing this."""
     if isinstance(error, PoolTimeoutError):
         return True  # every pooled connection is busy
+    if isinstance(error, OSError):
+        # A database server that cannot be reached: asyncpg's connect raises the socket's
+        # own error (refused, timed out, no such host), which SQLAlchemy passes on as is.
+        return True
     if not isinstance(error, DBAPIError):
         return False
     if error.connection_invalidated:
@@ -29,6 +44,12 @@ def is_storage_unavailable(error: BaseException) -> bool:
     code = getattr(error.orig, "sqlite_errorcode", None)
     if isinstance(code, int):
         return code & 0xFF in _SQLITE_UNAVAILABLE
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate not in _POSTGRESQL_REFUSED and (
+            sqlstate in _POSTGRESQL_UNAVAILABLE
+            or sqlstate.startswith(_POSTGRESQL_UNAVAILABLE_CLASSES)
+        )
     return isinstance(error, OperationalError | InterfaceError)
 
 

@@ -146,10 +146,19 @@ class Statements:
         statement: Statement,
         rows: Sequence[Mapping[str, Any]],
     ) -> int:
-        """Run a write once per row on `connection`, in its transaction; rows matched."""
+        """Run a write once per row on `connection`, in its transaction, in the rows'
+        order; how many rows the statements matched in all."""
         if not self._single_trip:
-            result: Any = await connection.execute(statement, rows)
-            return int(result.rowcount)
+            if connection.dialect.supports_sane_multi_rowcount:
+                result: Any = await connection.execute(statement, rows)
+                return int(result.rowcount)
+            # asyncpg reports -1 for a statement executed with many rows: the count is
+            # every statement's own, summed.
+            matched = 0
+            for row in rows:
+                result = await connection.execute(statement, row)
+                matched += int(result.rowcount)
+            return matched
         compiled = self._compiled_form(statement)
         driver = await _driver(connection)
         try:

@@ -562,7 +562,9 @@ class IncidentStore:
                 outcomes = [judged.apply(request) for request in batch]
                 if not judged.changed:
                     return outcomes
-                by_id = judged.changed
+                # In id order: two transactions locking the same rows in the same order
+                # cannot deadlock (PostgreSQL locks each row as it updates it).
+                by_id = dict(sorted(judged.changed.items()))
                 written = await self._statements.execute_many(
                     connection,
                     _MOVE_STATUS,
@@ -609,9 +611,11 @@ class IncidentStore:
         self, connection: AsyncConnection, deltas: Counter[tuple[int, Status, str]]
     ) -> None:
         """Keep `incident_counts` in step, in the transaction of the change itself."""
+        # In key order, as the status changes are written, so that two transactions
+        # never take the same rows' locks in opposite orders.
         changes = [
             {"chat_id": chat_id, "status": status.value, "source": source, "delta": delta}
-            for (chat_id, status, source), delta in deltas.items()
+            for (chat_id, status, source), delta in sorted(deltas.items())
             if delta
         ]
         if changes:

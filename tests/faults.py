@@ -1,14 +1,17 @@
-"""Storage failures made for real on a test's SQLite file: a write lock another
-connection holds, and a database that cannot grow (what a full disk does to it)."""
+"""Storage failures made for real: on a test's SQLite file, a write lock another
+connection holds and a database that cannot grow (what a full disk does to it); on
+PostgreSQL, the connection to the server lost."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 SHORT_BUSY_TIMEOUT_MS = 100
@@ -69,3 +72,60 @@ def fill_database(database_url: str) -> int:
             except sqlite3.OperationalError as error:
                 assert error.sqlite_errorcode == sqlite3.SQLITE_FULL, error
         return int(pages)
+
+
+class DatabaseLink:
+    """A TCP relay between the engine and a PostgreSQL server on 127.0.0.1, that a test can
+    cut (every connection dropped, new ones refused) and restore: the network to the
+    database lost, or the server gone, as the driver meets it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> DatabaseLink:
+        await self.restore()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.cut()
+
+    def url(self, database_url: str) -> str:
+        """`database_url` through this link."""
+        url = make_url(database_url).set(host="127.0.0.1", port=self.port)
+        return url.render_as_string(hide_password=False)
+
+    async def restore(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, upstream_writer))
+        await asyncio.gather(
+            _pipe(reader, upstream_writer), _pipe(upstream_reader, writer), return_exceptions=True
+        )
+        for end in (writer, upstream_writer):
+            self._writers.discard(end)
+            end.transport.abort()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.transport.abort()

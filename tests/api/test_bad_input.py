@@ -16,6 +16,8 @@ from storage.rules import EXCERPT_MAX_LENGTH
 from storage.store import IncidentStore
 from tests.api.conftest import MakeIncident
 
+pytestmark = pytest.mark.all_engines
+
 JSON = {"Content-Type": "application/json"}
 KEY = "s3cret"
 

@@ -12,6 +12,8 @@ import pytest
 from storage.rules import TRANSITIONS, Status
 from tests.api.conftest import MakeIncident
 
+pytestmark = pytest.mark.all_engines
+
 
 async def test_change_status_returns_updated_incident(
     client: httpx.AsyncClient, make_incident: MakeIncident

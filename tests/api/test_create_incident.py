@@ -12,6 +12,8 @@ import pytest
 from storage.rules import DESCRIPTION_MAX_LENGTH, STATUS_VALUES
 from storage.store import IncidentStore
 
+pytestmark = pytest.mark.all_engines
+
 
 async def test_create_returns_201_with_location(client: httpx.AsyncClient) -> None:
     response = await client.post(

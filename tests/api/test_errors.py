@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from storage.rules import InvalidIncidentError
+
+pytestmark = pytest.mark.all_engines
 
 
 async def test_unknown_path_returns_404(client: httpx.AsyncClient) -> None:

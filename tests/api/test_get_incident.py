@@ -7,6 +7,8 @@ import pytest
 
 from tests.api.conftest import MakeIncident
 
+pytestmark = pytest.mark.all_engines
+
 
 async def test_get_returns_incident(
     client: httpx.AsyncClient, make_incident: MakeIncident

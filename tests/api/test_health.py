@@ -14,6 +14,8 @@ from api.app import create_app
 from storage.database import create_engine, create_session_factory
 from storage.store import IncidentStore
 
+pytestmark = pytest.mark.all_engines
+
 
 @pytest.fixture
 async def unreachable_store(tmp_path: Path) -> AsyncIterator[IncidentStore]:

@@ -8,6 +8,8 @@ import pytest
 from storage.rules import Status
 from tests.api.conftest import MakeIncident
 
+pytestmark = pytest.mark.all_engines
+
 
 async def test_list_returns_empty_page_when_no_incidents(client: httpx.AsyncClient) -> None:
     response = await client.get("/incidents")

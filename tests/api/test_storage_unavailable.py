@@ -1,5 +1,6 @@
-"""A database that cannot write answers JSON 503 with Retry-After, on every route and on
-/health, logs one line, stores nothing by halves, and is forgotten once it writes again."""
+"""A database that cannot write (a SQLite file locked or full, a PostgreSQL server out of
+reach) answers JSON 503 with Retry-After, on every route and on /health, logs one line,
+stores nothing by halves, and is forgotten once it writes again."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from storage.database import create_engine, create_session_factory, migrate
 from storage.health import PROBE_INTERVAL
 from storage.store import IncidentStore
 from tests.api.conftest import MakeIncident
-from tests.faults import SHORT_BUSY_TIMEOUT_MS, PageLimit, fill_database, write_lock_held
+from tests.faults import (
+    SHORT_BUSY_TIMEOUT_MS,
+    DatabaseLink,
+    PageLimit,
+    fill_database,
+    write_lock_held,
+)
 
 UNAVAILABLE = {"detail": "The database is unavailable right now; try again later."}
 
@@ -47,6 +54,7 @@ async def health_once_writable(client: httpx.AsyncClient) -> httpx.Response:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.sqlite_only
 async def test_writes_while_locked_answer_503_and_store_nothing(
     client: httpx.AsyncClient,
     make_incident: MakeIncident,
@@ -89,6 +97,7 @@ async def test_writes_while_locked_answer_503_and_store_nothing(
     assert listed.headers["X-Total-Count"] == "2"
 
 
+@pytest.mark.sqlite_only
 async def test_create_while_database_full_answers_503_and_stores_nothing(
     client: httpx.AsyncClient,
     engine: AsyncEngine,
@@ -164,3 +173,41 @@ async def test_create_on_a_full_disk_answers_503_until_there_is_room(small_disk:
             assert (await client.post("/incidents", json=report)).status_code == 201
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgresql_only
+async def test_server_out_of_reach_answers_503_until_it_is_back(
+    engine: AsyncEngine, database_url: str, link: DatabaseLink, caplog: pytest.LogCaptureFixture
+) -> None:
+    linked = create_engine(link.url(database_url))
+    try:
+        app = create_app(IncidentStore(create_session_factory(linked)), api_key=None)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            created = await client.post("/incidents", json={"description": "Disk full"})
+            assert created.status_code == 201
+            incident_id = created.json()["id"]
+
+            await link.cut()
+            responses = [
+                await client.post("/incidents", json={"description": "Payments are down"}),
+                await client.patch(
+                    f"/incidents/{incident_id}/status", json={"status": "resolved"}
+                ),
+                await client.get("/incidents"),
+                await client.get(f"/incidents/{incident_id}"),
+            ]
+            health = await client.get("/health")
+
+            for response in responses:
+                assert_unavailable(response)
+            assert health.status_code == 503
+            assert health.json() == {"status": "unavailable", "database": "unavailable"}
+            assert "Traceback" not in caplog.text
+            await link.restore()
+            assert (await health_once_writable(client)).status_code == 200
+            listed = await client.get("/incidents")
+            assert listed.headers["X-Total-Count"] == "1"
+            assert listed.json()[0]["status"] == "open"
+    finally:
+        await linked.dispose()

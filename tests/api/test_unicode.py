@@ -10,6 +10,8 @@ import pytest
 
 from storage.rules import DESCRIPTION_MAX_LENGTH
 
+pytestmark = pytest.mark.all_engines
+
 TEXTS = {
     "cyrillic": "Склад: не отвечает сервер 1С, ошибка «Нет связи»",
     "emoji": "DB down 🔥🚒 👨‍👩‍👧‍👦 🇺🇦 ❤️ ok",

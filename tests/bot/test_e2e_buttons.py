@@ -10,6 +10,8 @@ from storage.rules import Status
 from tests.bot.conftest import Scene, all_handled
 from tests.telegram_stub import ChatMessage
 
+pytestmark = pytest.mark.all_engines
+
 
 async def report(scene: Scene, text: str = "[monitoring] Scooter #42 down") -> ChatMessage:
     message = await scene.stub.send_user_message(scene.chat, scene.alice, text)

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.pipeline import UpdatePipeline
 from storage.store import CardRequest, IncidentStore, NewIncident
 from tests.bot.conftest import BotLauncher, Scene, all_delivered, all_handled
 from tests.telegram_stub import TelegramStub
+
+pytestmark = pytest.mark.all_engines
 
 
 async def test_report_becomes_incident_with_card_replying_to_it(scene: Scene) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from storage.database import create_engine, create_session_factory
 from storage.store import IncidentStore
 from tests.service import ServiceRunner
 from tests.telegram_stub import TelegramStub
+
+pytestmark = pytest.mark.all_engines
 
 CARD_TIMEOUT = 60.0
 """Start-up included: the child process imports aiogram, slow on a loaded machine."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.database import create_engine
+
+pytestmark = pytest.mark.sqlite_only  # aiosqlite's own reset (storage.database)
 
 
 async def _driver(connection: AsyncConnection) -> Any:

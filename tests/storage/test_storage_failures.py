@@ -1,23 +1,31 @@
 """A database that cannot write: a write lock held by another process, a database that
-cannot grow. The store reports either as SQLAlchemy's storage error, to every caller of a
-batch at once, and its write check (what /health asks) sees both."""
+cannot grow (SQLite), a server out of reach or ending connections (PostgreSQL). The store
+reports each as SQLAlchemy's storage error (or the socket's), to every caller of a batch
+at once, and its write check (what /health asks) sees them."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.database import Writers, create_session_factory
+from storage.database import Writers, create_engine, create_session_factory
 from storage.errors import is_storage_unavailable
 from storage.health import StorageUnavailableError, WriteCheck
 from storage.rules import Status
 from storage.store import IncidentStore, NewIncident
-from tests.faults import SHORT_BUSY_TIMEOUT_MS, PageLimit, fill_database, write_lock_held
+from tests.faults import (
+    SHORT_BUSY_TIMEOUT_MS,
+    DatabaseLink,
+    PageLimit,
+    fill_database,
+    write_lock_held,
+)
 
 
 @pytest.fixture
@@ -42,6 +50,7 @@ def _probes_run(engine: AsyncEngine) -> list[str]:
     return seen
 
 
+@pytest.mark.sqlite_only
 async def test_create_batch_while_locked_fails_every_caller_with_one_storage_error(
     store: IncidentStore, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -61,6 +70,7 @@ async def test_create_batch_while_locked_fails_every_caller_with_one_storage_err
     assert page.items == []
 
 
+@pytest.mark.sqlite_only
 async def test_status_change_while_locked_raises_storage_error_and_changes_nothing(
     store: IncidentStore, database_url: str
 ) -> None:
@@ -74,6 +84,7 @@ async def test_status_change_while_locked_raises_storage_error_and_changes_nothi
     assert (await store.change_status(incident.id, Status.RESOLVED)).changed
 
 
+@pytest.mark.sqlite_only
 async def test_write_check_fails_while_lock_held_and_passes_after(
     engine: AsyncEngine, database_url: str
 ) -> None:
@@ -86,6 +97,7 @@ async def test_write_check_fails_while_lock_held_and_passes_after(
     await check.check()
 
 
+@pytest.mark.sqlite_only
 async def test_write_check_fails_while_database_cannot_grow_and_passes_after(
     engine: AsyncEngine, database_url: str, page_limit: PageLimit
 ) -> None:
@@ -115,6 +127,7 @@ async def test_write_check_trusts_a_fresh_real_write_and_shares_one_probe(
     assert len(probes) == 1
 
 
+@pytest.mark.sqlite_only
 async def test_write_check_reports_a_real_write_that_just_failed(
     store: IncidentStore, engine: AsyncEngine, database_url: str
 ) -> None:
@@ -132,8 +145,9 @@ async def test_errors_of_the_request_are_not_taken_for_an_unavailable_database(
     engine: AsyncEngine,
 ) -> None:
     async with engine.connect() as connection:
-        with pytest.raises(OperationalError) as no_table:
+        with pytest.raises(DBAPIError) as no_table:
             await connection.exec_driver_sql("SELECT * FROM no_such_table")
+        await connection.rollback()  # PostgreSQL ignores the rest of a failed transaction
         with pytest.raises(IntegrityError) as broken_rule:
             await connection.exec_driver_sql(
                 "INSERT INTO incidents (description, status, source, created_at, updated_at)"
@@ -142,3 +156,62 @@ async def test_errors_of_the_request_are_not_taken_for_an_unavailable_database(
 
     assert not is_storage_unavailable(no_table.value)
     assert not is_storage_unavailable(broken_rule.value)
+
+
+@pytest.fixture
+async def linked_store(
+    engine: AsyncEngine, database_url: str, link: DatabaseLink
+) -> AsyncIterator[IncidentStore]:
+    """A store reaching its (migrated) database through `link`."""
+    linked = create_engine(link.url(database_url))
+    yield IncidentStore(create_session_factory(linked))
+    await linked.dispose()
+
+
+@pytest.mark.postgresql_only
+async def test_lost_server_is_unavailable_for_every_operation_then_served_again(
+    linked_store: IncidentStore, link: DatabaseLink
+) -> None:
+    incident = (await linked_store.create(NewIncident("Disk full on db-1"))).incident
+
+    await link.cut()
+    failures = await asyncio.gather(
+        linked_store.create(NewIncident("Payments are down")),
+        linked_store.change_status(incident.id, Status.RESOLVED),
+        linked_store.list(),
+        linked_store.get(incident.id),
+        return_exceptions=True,
+    )
+    with pytest.raises(StorageUnavailableError):
+        await linked_store.check_writable()
+
+    assert all(isinstance(failure, Exception) for failure in failures), failures
+    assert all(is_storage_unavailable(failure) for failure in failures), failures  # type: ignore[arg-type]
+    await link.restore()
+    assert (await linked_store.change_status(incident.id, Status.RESOLVED)).changed
+    assert (await linked_store.list()).total == 1
+
+
+@pytest.mark.postgresql_only
+async def test_connections_ended_by_the_server_are_unavailable_then_replaced(
+    store: IncidentStore, engine: AsyncEngine
+) -> None:
+    incident = (await store.create(NewIncident("Disk full on db-1"))).incident
+    async with engine.connect() as doomed:
+        await doomed.execute(text("SELECT 1"))  # a transaction open, as a write's would be
+        pid = await doomed.scalar(text("SELECT pg_backend_pid()"))
+        async with engine.connect() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(DBAPIError) as ended:
+            await doomed.execute(text("SELECT 1"))
+
+    assert is_storage_unavailable(ended.value)
+    # Every pooled connection ended (a server restart): the pool replaces them unseen.
+    async with engine.connect() as admin:
+        await admin.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert (await store.change_status(incident.id, Status.RESOLVED)).changed

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
-from contextlib import closing
 from datetime import UTC
 from typing import Any
 
 import pytest
-from sqlalchemy import Select
+from sqlalchemy import Select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.database import create_engine, create_session_factory
@@ -137,6 +135,34 @@ async def test_change_status_from_two_engines_at_once_never_locks(
     assert page.total == 200
 
 
+async def test_two_processes_changing_the_same_incidents_never_deadlock(
+    engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two instances, each with a batch of changes to the same incidents, asked for in
+    # opposite orders: rows locked in the order asked would wait for each other.
+    second_engine = create_engine(database_url)
+    try:
+        first = IncidentStore(create_session_factory(engine))
+        second = IncidentStore(create_session_factory(second_engine))
+        created = await asyncio.gather(
+            *(first.create(NewIncident(f"report {n}")) for n in range(30))
+        )
+        ids = [result.incident.id for result in created]
+        for status in [Status.IN_PROGRESS, Status.RESOLVED] * 3:
+            results = await asyncio.gather(
+                *(first.change_status(id_, status) for id_ in ids),
+                *(second.change_status(id_, status) for id_ in reversed(ids)),
+                return_exceptions=True,
+            )
+            assert not [r for r in results if isinstance(r, BaseException)], results
+    finally:
+        await second_engine.dispose()
+
+    assert "deadlock" not in caplog.text
+    assert "failed" not in caplog.text
+    assert await counts_match_incidents(engine)
+
+
 async def test_change_status_is_judged_again_when_another_process_moved_it_meanwhile(
     store: IncidentStore,
     engine: AsyncEngine,
@@ -158,7 +184,7 @@ async def test_change_status_is_judged_again_when_another_process_moved_it_meanw
         if isinstance(statement, Select):
             reads_of_the_batch += 1
             if reads_of_the_batch == 1:
-                _close_as_another_process(database_url, incident.id)
+                await _close_as_another_process(database_url, incident.id)
         return rows
 
     monkeypatch.setattr(statements, "all_in", another_process_closes_it_after_the_first_read)
@@ -172,18 +198,28 @@ async def test_change_status_is_judged_again_when_another_process_moved_it_meanw
     assert await counts_match_incidents(engine)
 
 
-def _close_as_another_process(database_url: str, incident_id: int) -> None:
-    with closing(sqlite3.connect(database_url.partition(":///")[2])) as other, other:
-        other.execute("UPDATE incidents SET status = 'closed' WHERE id = ?", (incident_id,))
-        other.execute(
-            "UPDATE incident_counts SET total = total - 1"
-            " WHERE chat_id = 0 AND status = 'open' AND source = 'operator'"
-        )
-        other.execute(
-            "INSERT INTO incident_counts (chat_id, status, source, total)"
-            " VALUES (0, 'closed', 'operator', 1)"
-            " ON CONFLICT (chat_id, status, source) DO UPDATE SET total = total + 1"
-        )
+async def _close_as_another_process(database_url: str, incident_id: int) -> None:
+    other = create_engine(database_url)
+    try:
+        async with other.begin() as connection:
+            await connection.execute(
+                text("UPDATE incidents SET status = 'closed' WHERE id = :id"), {"id": incident_id}
+            )
+            await connection.execute(
+                text(
+                    "UPDATE incident_counts SET total = total - 1"
+                    " WHERE chat_id = 0 AND status = 'open' AND source = 'operator'"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO incident_counts (chat_id, status, source, total)"
+                    " VALUES (0, 'closed', 'operator', 1) ON CONFLICT (chat_id, status, source)"
+                    " DO UPDATE SET total = incident_counts.total + 1"
+                )
+            )
+    finally:
+        await other.dispose()
 
 
 def test_a_creations_insert_writes_every_value_it_carries() -> None:

@@ -14,6 +14,8 @@ from storage.database import create_engine, create_session_factory
 from storage.rules import Status
 from storage.store import CardRequest, IncidentStore, NewIncident
 
+pytestmark = pytest.mark.sqlite_only  # SQLite's one write lock
+
 
 def _never_wait(dbapi_connection: Any, _connection_record: Any) -> None:
     # Runs after the engine's own set-up: a writer that finds the lock taken fails at

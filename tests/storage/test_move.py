@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from storage.database import create_engine, create_session_factory
@@ -13,6 +14,7 @@ from storage.models import Base
 from storage.move import MOVED
 from storage.rules import Status
 from storage.store import CardRequest, IncidentStore, NewIncident
+from tests import engines
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,3 +92,29 @@ async def test_move_into_a_database_with_incidents_is_refused_and_changes_nothin
         "Not moved: the target already holds incidents; move into an empty one"
     )
     assert await table_rows(target) == before
+
+
+@pytest.mark.sqlite_only  # the source is this test's SQLite file; the target PostgreSQL
+async def test_move_from_sqlite_into_postgresql_continues_the_numbering(
+    store: IncidentStore, database_url: str
+) -> None:
+    server = engines.server_url()
+    if server is None:
+        pytest.skip(engines.NOT_CONFIGURED)
+    await fill(store)
+    target = await engines.take_database(server)
+    target_url = target.render_as_string(hide_password=False)
+    try:
+        result = run_move(database_url, target_url)
+
+        assert result.returncode == 0, result.stderr
+        assert await table_rows(target_url) == await table_rows(database_url)
+        engine = create_engine(target_url)
+        try:
+            moved = IncidentStore(create_session_factory(engine))
+            created = await moved.create(NewIncident("after the move"))
+        finally:
+            await engine.dispose()
+        assert created.incident.id == 4
+    finally:
+        await engines.give_back(target)

@@ -202,7 +202,11 @@ async def test_server_out_of_reach_answers_503_until_it_is_back(
             for response in responses:
                 assert_unavailable(response)
             assert health.status_code == 503
-            assert health.json() == {"status": "unavailable", "database": "unavailable"}
+            assert health.json() == {
+                "status": "unavailable",
+                "database": "unavailable",
+                "bot": "off",
+            }
             assert "Traceback" not in caplog.text
             await link.restore()
             assert (await health_once_writable(client)).status_code == 200

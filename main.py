@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -43,8 +44,12 @@ def configure_logging(level: str) -> None:
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> NoReturn:
-    # Before the event loop runs there is nothing to close: leave as if never started.
-    raise SystemExit(0)
+    # Before the event loop runs there is nothing to close (the database is opened in
+    # serve(), after the loop's own handlers replace this one): leave as if never
+    # started. Not by raising SystemExit: raised in the middle of an import, inside a
+    # library's C code (pydantic building aiogram's models), it came out as that
+    # library's error and a traceback.
+    os._exit(0)
 
 
 class StopSignals:

@@ -105,8 +105,7 @@ class Slot:
     the time it finished.
     """
 
-    def __init__(self, limiter: RateLimiter, chat_id: ChatKey, stamps: list[_Stamp]) -> None:
-        self.chat_id = chat_id
+    def __init__(self, limiter: RateLimiter, stamps: list[_Stamp]) -> None:
         self._limiter = limiter
         self._stamps = stamps
 
@@ -179,7 +178,7 @@ class RateLimiter:
             stamp = _Stamp(now)
             self._windows.setdefault(key, []).append(stamp)
             stamps.append(stamp)
-        return Slot(self, chat_id, stamps)
+        return Slot(self, stamps)
 
     async def acquire(self, chat_id: ChatKey, *, max_wait: float) -> Slot:
         """Wait for a slot; ChatFlooded if it would take longer than `max_wait`."""

@@ -106,6 +106,7 @@ async def serve(settings: Settings) -> None:
         store = IncidentStore(
             create_session_factory(engine),
             on_delivery_queued=delivery_queued.set if settings.bot_enabled else None,
+            fast_paths=settings.fast_paths,
         )
         leadership = None
         if settings.bot_enabled:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Several instances on one database: how soon a standby takes over from an active
     # instance that stopped (killed, cut off).
     failover_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+    # Concurrent writes share a transaction, SQLite statements take one trip to its
+    # driver. `off` runs the store plainly, with the same behaviour (to rule them out).
+    fast_paths: bool = True
 
     # HTTP API
     http_host: str = "127.0.0.1"

@@ -165,10 +165,10 @@ class IncidentPage:
     total: int
 
 
-# The reads are Core statements over plain rows, built once. Building a select() and
+# The reads are Core statements over plain rows, built once: building a select() and
 # computing its cache key costs about as much as running it, and an ORM Session with
-# mapped objects costs more again: together most of a list request's time. Each read is
-# one statement (`storage.statements`); values go in as bound parameters.
+# mapped objects costs more again. Each read is one statement (`storage.statements`);
+# values go in as bound parameters.
 _INCIDENTS = Incident.metadata.tables[Incident.__tablename__]
 _COUNTS = IncidentCount.__table__
 _ROW_COLUMNS = [_INCIDENTS.c[name] for name in IncidentRow._fields]
@@ -292,19 +292,32 @@ class IncidentStore:
         sessions: async_sessionmaker[AsyncSession],
         *,
         on_delivery_queued: Callable[[], None] | None = None,
+        fast_paths: bool = True,
     ) -> None:
         """`on_delivery_queued` is called after a commit that put something in the outbox
-        (the bot's sender uses it to wake up at once instead of at its next poll)."""
+        (the bot's sender uses it to wake up at once instead of at its next poll).
+
+        `fast_paths` (the FAST_PATHS setting) lets concurrent writes share a transaction
+        (`storage.batching`) and SQLite's statements take one trip to its driver
+        (`storage.statements`). Off, every write is a transaction of its own and every
+        statement takes SQLAlchemy's ordinary path: the same behaviour, which the store's
+        contract tests check both ways.
+        """
         self._sessions = sessions
         self._writers = Writers(sessions)
         self._on_delivery_queued = on_delivery_queued
+        self._fast_paths = fast_paths
         self._creations: GroupCommit[_Creation, Created] = GroupCommit(
-            self._write_creations, name="incident-creations", fails_all=is_storage_unavailable
+            self._write_creations,
+            name="incident-creations",
+            fails_all=is_storage_unavailable,
+            batching=fast_paths,
         )
         self._status_changes: GroupCommit[_StatusRequest, StatusChange] = GroupCommit(
             self._write_status_changes,
             name="incident-status-changes",
             fails_all=is_storage_unavailable,
+            batching=fast_paths,
         )
 
     @property
@@ -318,8 +331,9 @@ class IncidentStore:
         return LeaseStore(self._engine, name, holder, duration=duration)
 
     async def ping(self) -> None:
-        """Raise unless the database answers a query."""
-        await self._statements.all(_PING, {})
+        """Raise unless the database answers a query (queued writes are not waited for)."""
+        async with self._engine.connect() as connection:
+            await connection.execute(_PING)
 
     async def check_writable(self) -> None:
         """Raise `storage.health.StorageUnavailableError` unless the database takes
@@ -333,9 +347,9 @@ class IncidentStore:
     async def settled(self) -> None:
         """Wait for the creations and status changes queued so far to be committed.
 
-        Every read starts with it: a read sees the writes asked for before it, even those
-        whose callers have not been told yet (the bot's pipeline starts on the next update
-        while the one before waits for its commit).
+        Every read of `_statements` starts with it: a read sees the writes asked for
+        before it, even those whose callers have not been told yet (the bot's pipeline
+        starts on the next update while the one before waits for its commit).
         """
         await self._creations.settled()
         await self._status_changes.settled()
@@ -367,12 +381,12 @@ class IncidentStore:
 
     @cached_property
     def _statements(self) -> Statements:
-        return Statements(self._engine)
+        """How the store runs its statements; each read first waits for `settled`."""
+        return Statements(self._engine, before_read=self.settled, single_trip=self._fast_paths)
 
     async def get(self, incident_id: int, *, chats: ChatScope | None = None) -> IncidentRow:
         """The incident; with `chats`, only if it is theirs (see `ChatScope`)."""
         _check_id(incident_id)
-        await self.settled()
         row = await self._statements.first(_BY_ID, {"id": incident_id})
         incident = None if row is None else IncidentRow._make(row)
         if incident is None or not _in_scope(chats, incident):
@@ -381,7 +395,6 @@ class IncidentStore:
 
     async def find_by_message(self, chat_id: int, message_id: int) -> IncidentRow | None:
         """The incident made from a Telegram message, or whose card is that message."""
-        await self.settled()
         row = await self._statements.first(
             _BY_MESSAGE, {"chat_id": chat_id, "message_id": message_id}
         )
@@ -424,7 +437,6 @@ class IncidentStore:
             params.update((f"chat_{n}", id_) for n, id_ in enumerate(sorted(chats.chat_ids)))
         by_status, by_source = status is not None, source is not None
         page = _page_query(by_status, by_source, before is not None, after is not None, scoped)
-        await self.settled()
         rows = await self._statements.all(page, params)
         if rows:
             total = rows[0][-1]
@@ -471,6 +483,7 @@ class IncidentStore:
     ) -> IncidentRow | None:
         """Follow an edit of the Telegram message an incident was made from."""
         cleaned = normalize_description(description)
+        # A write outside the group commits: it comes after the ones queued before it.
         await self.settled()
         async with self._writers.session() as session:
             row = (
@@ -711,7 +724,7 @@ def _identity(incident: IncidentRow | dict[str, Any]) -> tuple[Any, ...]:
 
 
 # The outbox rows for new incidents' cards, executed with a list of them; Core rather than
-# the ORM's bulk insert, which inspects every row (a tenth of what storing a report costs).
+# the ORM's bulk insert, which inspects every row.
 _INSERT_DELIVERIES = insert(Delivery.metadata.tables[Delivery.__tablename__])
 
 # Moves one incident (of many, executed with a list of them) from the status it was read

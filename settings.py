@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # server at that URL's path, behind your HTTPS proxy); unset, the bot long-polls.
     webhook_url: AnyHttpUrl | None = None
     webhook_secret: SecretStr | None = None
+    # Who may change incidents in the chat: these user ids, and/or with OPERATORS=admins
+    # each group's administrators. Neither: everyone in a served chat.
+    operator_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    operators: Literal["everyone", "admins"] = "everyone"
 
     # Storage
     database_url: str = "sqlite+aiosqlite:///incidents.db"
@@ -67,9 +71,16 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("allowed_chat_ids", mode="before")
+    @field_validator("operators", mode="before")
     @classmethod
-    def _split_chat_ids(cls, value: Any) -> Any:
+    def _blank_is_everyone(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or "everyone"
+        return value
+
+    @field_validator("allowed_chat_ids", "operator_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value

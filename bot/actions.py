@@ -18,6 +18,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.cards import Rendered, escape, render_card, status_label
 from bot.delivery import is_not_modified
+from bot.operators import Operators
 from bot.parsing import MissingDescription, Report
 from bot.pipeline import OnQueued
 from storage.models import AnyIncident
@@ -117,10 +118,15 @@ async def report_incident(
         await message.reply(escape(not_stored_text(error)))
 
 
+def not_an_operator_text() -> str:
+    return _("Only the chat's operators can change incidents here.")
+
+
 async def change_status(
     message: Message,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     incident_id: int,
     status: Status,
     *,
@@ -129,8 +135,12 @@ async def change_status(
     """Move an incident of this chat's to `status` and reply with its card, or say why not.
 
     The incident's own card follows through the outbox: the store queued its edit.
-    Another chat's incident is not found.
+    Another chat's incident is not found; someone who may not act (`bot.operators`) is
+    told so, and nothing changes.
     """
+    if not await operators.allow(message.chat, message.from_user, sender_chat=message.sender_chat):
+        await message.reply(escape(not_an_operator_text()))
+        return
     try:
         change = await store.change_status(
             incident_id,

@@ -14,6 +14,7 @@ from bot.filters import ServedChats
 from bot.handlers import create_routers
 from bot.handlers.errors import apologize
 from bot.i18n import create_i18n, create_i18n_middleware
+from bot.operators import Operators
 from bot.pipeline import PipelinedCalls, UpdatePipeline
 from bot.rate_limits import RateLimiter, RateLimitMiddleware
 from settings import Settings
@@ -64,25 +65,42 @@ def create_served_chats(
     )
 
 
+def create_operators(settings: Settings, admins_bot: Bot | None = None) -> Operators:
+    """Who may act in the chat (OPERATOR_IDS, OPERATORS); `admins_bot` looks up each
+    group's administrators for OPERATORS=admins (see `bot.operators`)."""
+    if settings.operators == "admins" and admins_bot is None:
+        raise ValueError("OPERATORS=admins needs a bot to look the administrators up with")
+    return Operators(
+        settings.operator_ids, admins_bot=admins_bot if settings.operators == "admins" else None
+    )
+
+
 def create_dispatcher(
     store: IncidentStore,
     settings: Settings,
     *,
     served: ServedChats | None = None,
     pipeline: UpdatePipeline | None = None,
+    operators: Operators | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router, the i18n middleware and the error handler.
 
     With `pipeline`, updates fed concurrently are handled in turn (`bot.pipeline`); it is
     the outermost middleware, so every update fed enters it.
 
-    The store, its outbox, the settings and the served chats reach handlers by name
-    (`store: IncidentStore`, `outbox: Outbox`, `served: ServedChats`).
+    The store, its outbox, the settings, the served chats and who may act reach handlers
+    by name (`store: IncidentStore`, `outbox: Outbox`, `served: ServedChats`,
+    `operators: Operators`; without one, `create_operators(settings)`).
     """
     if served is None:
         served = create_served_chats(settings)
     dispatcher = Dispatcher(
-        store=store, outbox=store.outbox, settings=settings, served=served, disable_fsm=True
+        store=store,
+        outbox=store.outbox,
+        settings=settings,
+        served=served,
+        operators=operators or create_operators(settings),
+        disable_fsm=True,
     )
     if pipeline is not None:
         dispatcher.update.outer_middleware(pipeline)

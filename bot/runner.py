@@ -25,7 +25,12 @@ from fastapi import FastAPI
 from bot.cards import shorten
 from bot.delivery import DeliveryPolicy, Sender
 from bot.errors import BotStartError
-from bot.factory import create_bot, create_dispatcher, create_served_chats
+from bot.factory import (
+    create_bot,
+    create_dispatcher,
+    create_operators,
+    create_served_chats,
+)
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
 from bot.pipeline import UpdatePipeline
@@ -110,7 +115,12 @@ async def run_bot(
     try:
         outbox = store.outbox
         served = create_served_chats(settings, await outbox.chat_migrations())
-        dispatcher = create_dispatcher(store, settings, served=served, pipeline=pipeline)
+        # Administrators are looked up through the sender's bot: a call through `bot`
+        # would count as the update's answer before its write (`bot.pipeline`).
+        operators = create_operators(settings, admins_bot=sender_bot)
+        dispatcher = create_dispatcher(
+            store, settings, served=served, pipeline=pipeline, operators=operators
+        )
         elected = leadership or create_leadership(settings, store)
         if settings.webhook_url is not None:
             if app is None:

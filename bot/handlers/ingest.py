@@ -14,6 +14,7 @@ from bot import actions
 from bot.callbacks import StatusButton
 from bot.cards import escape
 from bot.filters import IsReport, IsStatusCommand, IsStatusReply, message_text
+from bot.operators import Operators
 from bot.parsing import MissingDescription, Report, StatusCommand, parse_report
 from bot.pipeline import OnQueued
 from storage.rules import DEFAULT_SOURCE, InvalidIncidentError, Status
@@ -35,6 +36,7 @@ async def change_by_reply(
     status: Status,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     bot: Bot,
     on_queued: OnQueued = None,
 ) -> None:
@@ -47,7 +49,9 @@ async def change_by_reply(
     incident_id = incident.id if incident is not None else _card_incident_id(replied, bot)
     if incident_id is None:
         return
-    await actions.change_status(message, store, chats, incident_id, status, on_queued=on_queued)
+    await actions.change_status(
+        message, store, chats, operators, incident_id, status, on_queued=on_queued
+    )
 
 
 async def change_by_number(
@@ -55,6 +59,7 @@ async def change_by_number(
     status_command: StatusCommand,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     on_queued: OnQueued = None,
 ) -> None:
     """`#17 fixed`."""
@@ -62,6 +67,7 @@ async def change_by_number(
         message,
         store,
         chats,
+        operators,
         status_command.incident_id,
         status_command.status,
         on_queued=on_queued,

@@ -216,6 +216,8 @@ class _ChatState:
         self.bot_kicked = False
         self.migrated_to: int | None = None
         self.forgotten = False
+        self.owner: int | None = None
+        self.admins: list[int] = []
 
     @property
     def id(self) -> int:
@@ -351,6 +353,7 @@ class TelegramStub:
                 "deleteMyCommands": self._delete_my_commands,
                 "sendChatAction": self._send_chat_action,
                 "getChat": self._get_chat,
+                "getChatAdministrators": self._get_chat_administrators,
             }.items()
         }
 
@@ -673,6 +676,12 @@ class TelegramStub:
             }
         )
         return query_id
+
+    def set_admins(self, chat: ChatRef, *admins: UserRef, owner: UserRef | None = None) -> None:
+        """The chat's creator and administrators, as getChatAdministrators lists them."""
+        state = self._chat_state(chat)
+        state.owner = None if owner is None else int(self._user_data(owner)["id"])
+        state.admins = [int(self._user_data(admin)["id"]) for admin in admins]
 
     def kick_bot(self, chat: ChatRef) -> None:
         """The bot is removed from the chat (or blocked, for a private chat): 403 from now on."""
@@ -1554,6 +1563,39 @@ class TelegramStub:
     async def _get_chat(self, params: _Params) -> JsonDict:
         state = self._resolve_chat(params, writable=False)
         return {**state.chat, "accent_color_id": 0, "max_reaction_count": 11}
+
+    async def _get_chat_administrators(self, params: _Params) -> list[JsonDict]:
+        state = self._resolve_chat(params, writable=False)
+        if state.type == "private":
+            raise _bad_request("there are no administrators in the private chat")
+        members: list[JsonDict] = []
+        if state.owner is not None:
+            user = self._users[state.owner]
+            members.append({"status": "creator", "user": user, "is_anonymous": False})
+        rights = [
+            "can_manage_chat",
+            "can_delete_messages",
+            "can_manage_video_chats",
+            "can_restrict_members",
+            "can_promote_members",
+            "can_change_info",
+            "can_invite_users",
+            "can_post_stories",
+            "can_edit_stories",
+            "can_delete_stories",
+            "can_send_welcome_messages",
+        ]
+        for admin in state.admins:
+            members.append(
+                {
+                    "status": "administrator",
+                    "user": self._users[admin],
+                    "can_be_edited": False,
+                    "is_anonymous": False,
+                    **dict.fromkeys(rights, False),
+                }
+            )
+        return members
 
     async def _get_updates(self, params: _Params) -> list[JsonDict]:
         if self._webhook.get("url"):

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from storage.rules import DESCRIPTION_MAX_LENGTH, SOURCE_MAX_LENGTH, Status
+from storage.rules import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, SOURCE_MAX_LENGTH, Status
 
 # Stable constraint names, so Alembic migrations can refer to (and drop) them.
 NAMING_CONVENTION = {
@@ -86,14 +86,14 @@ def _utc_from_sqlite(value: Any) -> datetime | None:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _string_enum(enum: type[StrEnum]) -> SAEnum:
+def _string_enum(enum: type[StrEnum], *, length: int = 16) -> SAEnum:
     # Stored as its plain value (no database ENUM type, which SQLite lacks); a named
     # check constraint (`_values_in`) keeps every database as strict as the code.
     return SAEnum(
         enum,
         native_enum=False,
         create_constraint=False,
-        length=16,
+        length=length,
         values_callable=lambda members: [member.value for member in members],
     )
 
@@ -130,6 +130,11 @@ class Incident(Base):
     card_message_id: Mapped[int | None] = mapped_column(BigInteger)
     # An HTTP client's Idempotency-Key: a retried POST returns this incident again.
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Who is handling it: a Telegram user (id and name), or someone named over HTTP.
+    owner_id: Mapped[int | None] = mapped_column(BigInteger)
+    owner_name: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
+    # Goes up by one with every change (each event on its timeline): the HTTP API's ETag.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     __table_args__ = (
         UniqueConstraint("chat_id", "message_id"),
@@ -147,6 +152,8 @@ class Incident(Base):
         # A chat's /list: its incidents newest first, all of them or those in one status.
         Index(None, "chat_id", "id"),
         Index(None, "chat_id", "status", "id"),
+        # /mine: a person's incidents.
+        Index(None, "owner_id", "id"),
     )
 
     def __repr__(self) -> str:
@@ -174,6 +181,9 @@ class IncidentRow(NamedTuple):
     card_chat_id: int | None
     card_message_id: int | None
     idempotency_key: str | None
+    owner_id: int | None
+    owner_name: str | None
+    version: int
 
 
 AnyIncident: TypeAlias = Incident | IncidentRow
@@ -202,6 +212,58 @@ class IncidentCount(Base):
     total: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (CheckConstraint(_values_in("status", Status), name="status_known"),)
+
+
+class EventKind(StrEnum):
+    """What happened to an incident: one row of its timeline."""
+
+    CREATED = "created"
+    STATUS_CHANGED = "status_changed"
+    DESCRIPTION_EDITED = "description_edited"
+    DESCRIPTION_APPENDED = "description_appended"
+    OWNER_SET = "owner_set"
+    OWNER_RELEASED = "owner_released"
+    NOTE = "note"
+
+
+class IncidentEvent(Base):
+    """An incident's timeline: every change, who made it and when, written in the
+    transaction of the change itself."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[EventKind] = mapped_column(_string_enum(EventKind, length=24))
+    # Who: a Telegram user's name (and id), "api", or a monitoring system.
+    actor: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    # For a status change, the statuses; for a note or a description, its text; for
+    # created, where from ("chat", "api"); for an owner, the owner's name.
+    status_from: Mapped[Status | None] = mapped_column(_string_enum(Status))
+    status_to: Mapped[Status | None] = mapped_column(_string_enum(Status))
+    text: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_values_in("kind", EventKind), name="kind_known"),
+        # A timeline is read in order, a page at a time.
+        Index(None, "incident_id", "id"),
+    )
+
+
+class EventRow(NamedTuple):
+    """An event as the store's reads return it (every column of `IncidentEvent`)."""
+
+    id: int
+    incident_id: int
+    at: datetime
+    kind: EventKind
+    actor: str | None
+    actor_id: int | None
+    status_from: Status | None
+    status_to: Status | None
+    text: str | None
 
 
 class DeliveryKind(StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache, cached_property
 from typing import Any
@@ -44,8 +44,11 @@ from storage.models import (
     NO_CHAT,
     Delivery,
     DeliveryKind,
+    EventKind,
+    EventRow,
     Incident,
     IncidentCount,
+    IncidentEvent,
     IncidentRow,
     utcnow,
 )
@@ -122,11 +125,25 @@ def _in_scope(chats: ChatScope | None, incident: IncidentRow) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change, as the timeline records it: a Telegram user (name and id),
+    "api", or a monitoring system."""
+
+    name: str | None
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewIncident:
     description: str
     source: str = DEFAULT_SOURCE
     status: Status = Status.OPEN
     created_by: str | None = None
+    created_by_id: int | None = None
+    """The reporter's Telegram user id, for the timeline."""
+    origin: str | None = None
+    """Where it came from, for the timeline's "created" event: "chat" for a message,
+    "api" otherwise, unless given (a monitoring system's receiver names itself)."""
     chat_id: int | None = None
     """The chat it was reported in. Without one, an incident whose card is announced in a
     chat belongs to that chat (the HTTP API's, NOTIFY_CHAT_ID)."""
@@ -163,6 +180,48 @@ class StatusChange:
 class IncidentPage:
     items: list[IncidentRow]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Amended:
+    incident: IncidentRow
+    changed: bool
+    """False when nothing needed to change (the owner already owned it, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    items: list[EventRow]
+    total: int
+
+
+class _Unset:
+    """No value given (where None means something: no owner)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+class OwnedByOtherError(Exception):
+    """Someone else owns the incident: taking it over needs a confirmation."""
+
+    def __init__(self, incident: IncidentRow) -> None:
+        self.incident = incident
+        super().__init__(f"Incident {incident.id} is owned by {incident.owner_name}")
+
+
+class VersionMismatchError(Exception):
+    """The incident changed since the version the caller saw (HTTP If-Match)."""
+
+    def __init__(self, incident: IncidentRow, expected: int) -> None:
+        self.incident = incident
+        self.expected = expected
+        super().__init__(
+            f"Incident {incident.id} is at version {incident.version}, not {expected}"
+        )
 
 
 # The reads are Core statements over plain rows, built once: building a select() and
@@ -218,10 +277,34 @@ def _chat_ids(count: int) -> list[BindParameter[int]]:
     return [bindparam(f"chat_{n}") for n in range(count)]
 
 
+_UNRESOLVED = (Status.OPEN, Status.IN_PROGRESS)
+
+
+def _owner_filters(by_owner: bool, unresolved: bool) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if by_owner:
+        filters.append(_INCIDENTS.c.owner_id == bindparam("owner_id"))
+    if unresolved:
+        filters.append(_INCIDENTS.c.status.in_([literal(status.value) for status in _UNRESOLVED]))
+    return filters
+
+
 @cache
-def _total_query(by_status: bool, by_source: bool, chats: int) -> Select[Any]:
-    """How many incidents match the status and source filters, from the kept counts:
-    in the `chats` chats bound (see `_chat_ids`), or with none, in every chat and none."""
+def _total_query(
+    by_status: bool, by_source: bool, chats: int, by_owner: bool = False, unresolved: bool = False
+) -> Select[Any]:
+    """How many incidents match the filters: in the `chats` chats bound (see `_chat_ids`),
+    or with none, in every chat and none. From the kept counts, unless by owner or
+    unresolved (which the counts do not keep): then counted on the incidents."""
+    if by_owner or unresolved:
+        filters = _owner_filters(by_owner, unresolved)
+        if chats:
+            filters.append(_INCIDENTS.c.chat_id.in_(_chat_ids(chats)))
+        if by_status:
+            filters.append(_INCIDENTS.c.status == bindparam("status"))
+        if by_source:
+            filters.append(_INCIDENTS.c.source == bindparam("source"))
+        return select(func.count()).select_from(_INCIDENTS).where(*filters)
     counted: list[ColumnElement[bool]] = []
     if chats:
         counted.append(_COUNTS.c.chat_id.in_(_chat_ids(chats)))
@@ -234,7 +317,13 @@ def _total_query(by_status: bool, by_source: bool, chats: int) -> Select[Any]:
 
 @cache
 def _page_query(
-    by_status: bool, by_source: bool, below: bool, above: bool, chats: int
+    by_status: bool,
+    by_source: bool,
+    below: bool,
+    above: bool,
+    chats: int,
+    by_owner: bool = False,
+    unresolved: bool = False,
 ) -> Select[Any]:
     """A page of incidents with the filters' total as its last column (one per shape),
     of the `chats` chats bound (see `_chat_ids`), or with none, of every chat and none.
@@ -251,7 +340,8 @@ def _page_query(
         filters.append(_INCIDENTS.c.id < bindparam("before"))
     if above:
         filters.append(_INCIDENTS.c.id > bindparam("after"))
-    total = _total_query(by_status, by_source, chats).scalar_subquery()
+    filters += _owner_filters(by_owner, unresolved)
+    total = _total_query(by_status, by_source, chats, by_owner, unresolved).scalar_subquery()
     # The page just newer than `after` is read upwards from it, then turned around.
     order = _INCIDENTS.c.id.asc() if above else _INCIDENTS.c.id.desc()
     if chats <= 1:
@@ -410,6 +500,8 @@ class IncidentStore:
         before: int | None = None,
         after: int | None = None,
         chats: ChatScope | None = None,
+        owner_id: int | None = None,
+        unresolved: bool = False,
     ) -> IncidentPage:
         """Incidents newest first, with the total count matching the filters; with
         `chats`, only theirs (see `ChatScope`).
@@ -419,6 +511,8 @@ class IncidentStore:
         `after` (the previous page ends above the first id of this one). Either costs the
         same at any depth, where `offset` walks past every skipped incident. The total
         counts every page, not just the incidents beyond the key.
+
+        `owner_id` keeps those the person owns; `unresolved`, those open or in progress.
         """
         params: dict[str, Any] = {
             "status": status,
@@ -428,6 +522,7 @@ class IncidentStore:
             "limit": limit,
             "offset": offset,
             "reach": limit + offset,
+            "owner_id": owner_id,
         }
         scoped = 0
         if chats is not None:
@@ -435,15 +530,27 @@ class IncidentStore:
                 return IncidentPage(items=[], total=0)
             scoped = len(chats.chat_ids)
             params.update((f"chat_{n}", id_) for n, id_ in enumerate(sorted(chats.chat_ids)))
-        by_status, by_source = status is not None, source is not None
-        page = _page_query(by_status, by_source, before is not None, after is not None, scoped)
+        by_status, by_source, by_owner = (
+            status is not None,
+            source is not None,
+            owner_id is not None,
+        )
+        page = _page_query(
+            by_status,
+            by_source,
+            before is not None,
+            after is not None,
+            scoped,
+            by_owner,
+            unresolved,
+        )
         rows = await self._statements.all(page, params)
         if rows:
             total = rows[0][-1]
         else:
             # Past the last page (or nothing matches): no row carried the total.
             (total,) = await self._statements.first(
-                _total_query(by_status, by_source, scoped), params
+                _total_query(by_status, by_source, scoped, by_owner, unresolved), params
             ) or (0,)
         items = [IncidentRow._make(row[:-1]) for row in rows]
         if after is not None:
@@ -457,6 +564,7 @@ class IncidentStore:
         *,
         expected: Status | None = None,
         changed_by: str | None = None,
+        changed_by_id: int | None = None,
         chats: ChatScope | None = None,
         on_queued: Callable[[], None] | None = None,
     ) -> StatusChange:
@@ -474,32 +582,215 @@ class IncidentStore:
         # creation still in the queue is stored first.
         await self._creations.settled()
         return await self._status_changes.submit(
-            _StatusRequest(incident_id, new, expected, normalize_name(changed_by), chats),
+            _StatusRequest(
+                incident_id, new, expected, normalize_name(changed_by), changed_by_id, chats
+            ),
             on_queued=on_queued,
         )
 
     async def update_description(
-        self, chat_id: int, message_id: int, description: str
+        self, chat_id: int, message_id: int, description: str, *, by: Actor | None = None
     ) -> IncidentRow | None:
-        """Follow an edit of the Telegram message an incident was made from."""
+        """Follow an edit of the Telegram message an incident was made from (`by`, its
+        author); None if no incident came from it."""
         cleaned = normalize_description(description)
-        # A write outside the group commits: it comes after the ones queued before it.
-        await self.settled()
-        async with self._writers.session() as session:
-            row = (
-                await session.execute(
-                    update(_INCIDENTS)
-                    .where(_INCIDENTS.c.chat_id == chat_id, _INCIDENTS.c.message_id == message_id)
-                    .values(description=cleaned, updated_at=utcnow())
-                    .returning(*_ROW_COLUMNS)
+        found = await self.find_by_message(chat_id, message_id)
+        if found is None or found.message_id != message_id or found.chat_id != chat_id:
+            return None
+
+        def edit(incident: IncidentRow, now: datetime) -> _Amendment:
+            if incident.description == cleaned:
+                return _Amendment()
+            return _Amendment(
+                {"description": cleaned},
+                [
+                    _event(
+                        incident.id,
+                        now,
+                        EventKind.DESCRIPTION_EDITED,
+                        by or Actor(None),
+                        text=cleaned,
+                    )
+                ],
+            )
+
+        return (await self._amend(found.id, edit)).incident
+
+    async def amend(
+        self,
+        incident_id: int,
+        *,
+        by: Actor,
+        status: Status | None = None,
+        description_append: str | None = None,
+        owner: Actor | _Unset | None = UNSET,
+        if_version: int | None = None,
+        chats: ChatScope | None = None,
+    ) -> Amended:
+        """Several changes to one incident in one transaction, one event each: a status
+        (by the transition rules), text appended to the description, an owner set (or
+        released with None). With `if_version`, nothing changes unless the incident is
+        still at that version (`VersionMismatchError`)."""
+        appended = (
+            None if description_append is None else normalize_description(description_append)
+        )
+
+        def change(incident: IncidentRow, now: datetime) -> _Amendment:
+            if if_version is not None and incident.version != if_version:
+                raise VersionMismatchError(incident, if_version)
+            amendment = _Amendment()
+            if status is not None and status != incident.status:
+                if not can_transition(incident.status, status):
+                    raise TransitionNotAllowedError(incident, status)
+                amendment = amendment.with_status(incident, status, now, by)
+            if appended is not None:
+                description = _appended(incident.description, appended)
+                amendment = amendment.merged(
+                    _Amendment(
+                        {"description": description},
+                        [
+                            _event(
+                                incident.id, now, EventKind.DESCRIPTION_APPENDED, by, text=appended
+                            )
+                        ],
+                    )
                 )
-            ).first()
-            incident = None if row is None else IncidentRow._make(row)
-            edit_queued = incident is not None and self._queue_card_edit(session, incident)
-            await session.commit()
-        if edit_queued:
-            self._delivery_queued()
-        return incident
+            if not isinstance(owner, _Unset):
+                amendment = amendment.merged(_owner_change(incident, owner, now, by))
+            return amendment
+
+        return await self._amend(incident_id, change, chats=chats)
+
+    async def take(
+        self,
+        incident_id: int,
+        by: Actor,
+        *,
+        seen_owner_id: int | _Unset | None = UNSET,
+        chats: ChatScope | None = None,
+    ) -> Amended:
+        """`by` becomes the owner; an open incident moves to in_progress.
+
+        Taking over from someone else needs `seen_owner_id` to name them (the caller saw
+        who owned it and confirmed): otherwise `OwnedByOtherError`, and nothing changes.
+        A closed incident cannot be taken (`TransitionNotAllowedError`).
+        """
+
+        def take_it(incident: IncidentRow, now: datetime) -> _Amendment:
+            if incident.status == Status.CLOSED:
+                raise TransitionNotAllowedError(incident, Status.IN_PROGRESS)
+            owner_id = incident.owner_id
+            confirmed = not isinstance(seen_owner_id, _Unset) and seen_owner_id == owner_id
+            if owner_id is not None and owner_id != by.user_id and not confirmed:
+                raise OwnedByOtherError(incident)
+            amendment = _owner_change(incident, by, now, by)
+            if incident.status == Status.OPEN:
+                amendment = amendment.with_status(incident, Status.IN_PROGRESS, now, by)
+            return amendment
+
+        return await self._amend(incident_id, take_it, chats=chats)
+
+    async def release(
+        self, incident_id: int, by: Actor, *, chats: ChatScope | None = None
+    ) -> Amended:
+        """The incident has no owner any more (a no-op if it had none)."""
+        return await self._amend(
+            incident_id, lambda incident, now: _owner_change(incident, None, now, by), chats=chats
+        )
+
+    async def add_note(
+        self, incident_id: int, text: str, by: Actor, *, chats: ChatScope | None = None
+    ) -> Amended:
+        """A note on the incident's timeline (what was tried, what was seen)."""
+        cleaned = normalize_description(text)
+        return await self._amend(
+            incident_id,
+            lambda incident, now: _Amendment(
+                {}, [_event(incident.id, now, EventKind.NOTE, by, text=cleaned)]
+            ),
+            chats=chats,
+        )
+
+    async def _amend(
+        self,
+        incident_id: int,
+        change: Callable[[IncidentRow, datetime], _Amendment],
+        *,
+        chats: ChatScope | None = None,
+    ) -> Amended:
+        """The plain write path: read the incident, let `change` judge it (or raise), write
+        the result, its events, its card's edit and its counts in one transaction.
+
+        The UPDATE re-checks the version it read (compare-and-set): if another process
+        changed the incident meanwhile, `change` judges it again as it is now.
+        """
+        _check_id(incident_id)
+        # After the writes queued before it, as a read would be.
+        await self.settled()
+        while True:
+            async with self._writers.session() as session:
+                row = (await session.execute(_BY_ID, {"id": incident_id})).first()
+                incident = None if row is None else IncidentRow._make(row)
+                if incident is None or not _in_scope(chats, incident):
+                    raise IncidentNotFoundError(incident_id)
+                now = utcnow()
+                amendment = change(incident, now)
+                if not amendment.events:
+                    return Amended(incident, changed=False)
+                values = {**amendment.values, "version": incident.version + 1}
+                if amendment.touches_card:
+                    values["updated_at"] = now
+                updated = (
+                    await session.execute(
+                        update(_INCIDENTS)
+                        .where(
+                            _INCIDENTS.c.id == incident_id,
+                            _INCIDENTS.c.version == incident.version,
+                        )
+                        .values(**values)
+                        .returning(*_ROW_COLUMNS)
+                    )
+                ).first()
+                if updated is None:
+                    continue  # changed meanwhile by another process: judged again
+                after = IncidentRow._make(updated)
+                await session.execute(_INSERT_EVENTS, amendment.events)
+                connection = await session.connection()
+                if after.status != incident.status:
+                    counts: Counter[tuple[int, Status, str]] = Counter()
+                    counts[_counted(incident)] -= 1
+                    counts[_counted(after)] += 1
+                    await self._add_to_counts(connection, counts)
+                edit_queued = amendment.touches_card and self._queue_card_edit(session, after)
+                await session.commit()
+            if edit_queued:
+                self._delivery_queued()
+            return Amended(after, changed=True)
+
+    async def events(
+        self,
+        incident_id: int,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        newest: bool = False,
+        chats: ChatScope | None = None,
+    ) -> EventPage:
+        """The incident's timeline, oldest first (newest first with `newest`), a page at a
+        time, with how many events it has in all."""
+        await self.get(incident_id, chats=chats)
+        rows = await self._statements.all(
+            _events_query(newest),
+            {"incident_id": incident_id, "limit": limit, "offset": offset},
+        )
+        total = (
+            rows[0][-1]
+            if rows
+            else (
+                await self._statements.first(_EVENT_TOTAL, {"incident_id": incident_id}) or (0,)
+            )[0]
+        )
+        return EventPage([EventRow._make(row[:-1]) for row in rows], int(total))
 
     async def _write_creations(self, batch: Sequence[_Creation]) -> Sequence[Created | Exception]:
         """INSERTs for the batch's incidents (a few, of fixed sizes), one for their cards,
@@ -534,6 +825,13 @@ class IncidentStore:
             ]
             if deliveries:
                 await session.execute(_INSERT_DELIVERIES, deliveries)
+            events = [
+                _created_event(outcome.incident, creation.new)
+                for creation, outcome in zip(batch, created, strict=True)
+                if outcome is not None
+            ]
+            if events:
+                await session.execute(_INSERT_EVENTS, events)
             await self._add_to_counts(
                 connection,
                 Counter(_counted(outcome.incident) for outcome in created if outcome is not None),
@@ -584,10 +882,12 @@ class IncidentStore:
                     [
                         {
                             "b_id": id_,
-                            "b_read": read.status,
+                            "b_read_version": read.version,
+                            "b_read_status": read.status,
                             "b_status": now.status,
                             "b_at": now.updated_at,
                             "b_by": now.updated_by,
+                            "b_version": now.version,
                         }
                         for id_, (read, now) in by_id.items()
                     ],
@@ -597,6 +897,7 @@ class IncidentStore:
                     await session.rollback()
                     connection = await session.connection()
                     continue
+                await session.execute(_INSERT_EVENTS, judged.events)
                 edits_queued = [self._queue_card_edit(session, now) for _, now in by_id.values()]
                 counts: Counter[tuple[int, Status, str]] = Counter()
                 for read, now in by_id.values():
@@ -679,6 +980,7 @@ class _StatusRequest:
     new: Status
     expected: Status | None
     changed_by: str | None
+    changed_by_id: int | None
     chats: ChatScope | None
 
 
@@ -702,6 +1004,7 @@ def _incident_values(new: NewIncident, card: CardRequest | None = None) -> dict[
         "chat_id": chat_id,
         "message_id": new.message_id,
         "idempotency_key": new.idempotency_key,
+        "version": 1,
     }
 
 
@@ -727,18 +1030,29 @@ def _identity(incident: IncidentRow | dict[str, Any]) -> tuple[Any, ...]:
 # the ORM's bulk insert, which inspects every row.
 _INSERT_DELIVERIES = insert(Delivery.metadata.tables[Delivery.__tablename__])
 
-# Moves one incident (of many, executed with a list of them) from the status it was read
-# in: compare-and-set, so a change another process made meanwhile is not overwritten.
+# Moves one incident (of many, executed with a list of them) from the version and status
+# it was read in: compare-and-set, so a change another process made meanwhile is not
+# overwritten.
 _MOVE_STATUS = (
     update(_INCIDENTS)
-    .where(_INCIDENTS.c.id == bindparam("b_id"), _INCIDENTS.c.status == bindparam("b_read"))
+    .where(
+        _INCIDENTS.c.id == bindparam("b_id"),
+        _INCIDENTS.c.version == bindparam("b_read_version"),
+        _INCIDENTS.c.status == bindparam("b_read_status"),
+    )
     .values(
-        status=bindparam("b_status"), updated_at=bindparam("b_at"), updated_by=bindparam("b_by")
+        status=bindparam("b_status"),
+        updated_at=bindparam("b_at"),
+        updated_by=bindparam("b_by"),
+        version=bindparam("b_version"),
     )
 )
 
+# Timeline rows, executed with a list of them (`_event`).
+_INSERT_EVENTS = insert(IncidentEvent.metadata.tables[IncidentEvent.__tablename__])
+
 # The columns a creation writes: what `_incident_values` gives, and the two times.
-_INSERTED = (*_IDENTITY, "updated_by", "created_at", "updated_at")
+_INSERTED = (*_IDENTITY, "updated_by", "version", "created_at", "updated_at")
 
 # A batch's new incidents go out as INSERTs of these sizes, largest first (13 = 8 + 4 + 1):
 # each INSERT is one trip to the driver, and these few are the only ones ever compiled.
@@ -795,6 +1109,8 @@ class _Judgement:
         self._latest: dict[int, IncidentRow] = {}
         self.changed: dict[int, tuple[IncidentRow, IncidentRow]] = {}
         """Incident id -> (the incident as read, as the batch leaves it)."""
+        self.events: list[dict[str, Any]] = []
+        """One "status_changed" event per change, in the order they were judged."""
 
     def apply(self, request: _StatusRequest) -> StatusChange | Exception:
         read = self._found.get(request.incident_id)
@@ -809,8 +1125,134 @@ class _Judgement:
         if not can_transition(current, request.new):
             return TransitionNotAllowedError(incident, request.new)
         after = incident._replace(
-            status=request.new, updated_at=self.now, updated_by=request.changed_by
+            status=request.new,
+            updated_at=self.now,
+            updated_by=request.changed_by,
+            version=incident.version + 1,
         )
         self._latest[request.incident_id] = after
         self.changed[request.incident_id] = (read, after)
+        self.events.append(
+            _event(
+                request.incident_id,
+                self.now,
+                EventKind.STATUS_CHANGED,
+                Actor(request.changed_by, request.changed_by_id),
+                status_from=current,
+                status_to=request.new,
+            )
+        )
         return StatusChange(after, previous=current, changed=True)
+
+
+def _event(
+    incident_id: int,
+    at: datetime,
+    kind: EventKind,
+    by: Actor,
+    *,
+    status_from: Status | None = None,
+    status_to: Status | None = None,
+    text: str | None = None,
+) -> dict[str, Any]:
+    """A timeline row, for `_INSERT_EVENTS`."""
+    return {
+        "incident_id": incident_id,
+        "at": at,
+        "kind": kind,
+        "actor": normalize_name(by.name),
+        "actor_id": by.user_id,
+        "status_from": status_from,
+        "status_to": status_to,
+        "text": text,
+    }
+
+
+def _created_event(incident: IncidentRow, new: NewIncident) -> dict[str, Any]:
+    origin = new.origin or ("chat" if new.message_id is not None else "api")
+    return _event(
+        incident.id,
+        incident.created_at,
+        EventKind.CREATED,
+        Actor(incident.created_by, new.created_by_id),
+        status_to=incident.status,
+        text=origin,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Amendment:
+    """What a change of the plain write path (`IncidentStore._amend`) writes: column values
+    and the timeline's events (none: nothing changes)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def touches_card(self) -> bool:
+        """Whether the card shows something this changes (a note is not on the card)."""
+        return bool(self.values)
+
+    def merged(self, other: _Amendment) -> _Amendment:
+        return _Amendment({**self.values, **other.values}, [*self.events, *other.events])
+
+    def with_status(
+        self, incident: IncidentRow, status: Status, now: datetime, by: Actor
+    ) -> _Amendment:
+        return self.merged(
+            _Amendment(
+                {"status": status, "updated_by": normalize_name(by.name)},
+                [
+                    _event(
+                        incident.id,
+                        now,
+                        EventKind.STATUS_CHANGED,
+                        by,
+                        status_from=incident.status,
+                        status_to=status,
+                    )
+                ],
+            )
+        )
+
+
+def _owner_change(
+    incident: IncidentRow, owner: Actor | None, now: datetime, by: Actor
+) -> _Amendment:
+    """Set (or with None, release) the owner; nothing if it is already so."""
+    if owner is None:
+        if incident.owner_id is None and incident.owner_name is None:
+            return _Amendment()
+        return _Amendment(
+            {"owner_id": None, "owner_name": None},
+            [_event(incident.id, now, EventKind.OWNER_RELEASED, by, text=incident.owner_name)],
+        )
+    name = normalize_name(owner.name)
+    if (incident.owner_id, incident.owner_name) == (owner.user_id, name):
+        return _Amendment()
+    return _Amendment(
+        {"owner_id": owner.user_id, "owner_name": name},
+        [_event(incident.id, now, EventKind.OWNER_SET, by, text=name)],
+    )
+
+
+def _appended(description: str, addition: str) -> str:
+    """The description with `addition` on a line of its own, within the length limit."""
+    return normalize_description(f"{description}\n{addition}")
+
+
+_EVENTS = IncidentEvent.metadata.tables[IncidentEvent.__tablename__]
+_EVENT_TOTAL = select(func.count()).where(_EVENTS.c.incident_id == bindparam("incident_id"))
+
+
+@cache
+def _events_query(newest: bool) -> Select[Any]:
+    """A page of one incident's events, with their count as the last column."""
+    order = _EVENTS.c.id.desc() if newest else _EVENTS.c.id.asc()
+    return (
+        select(*_EVENTS.c, _EVENT_TOTAL.scalar_subquery().label("total"))
+        .where(_EVENTS.c.incident_id == bindparam("incident_id"))
+        .order_by(order)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.database import create_engine, migrate
+from bench.databases import create_schema
 
 SOURCES = ("monitoring", "operator", "partner", "zabbix")
 STATUSES = ("open", "in_progress", "resolved", "closed")
@@ -39,11 +39,7 @@ def database_url(path: Path) -> str:
 
 async def create_database(path: Path) -> None:
     """An empty database with the service's schema, built by its own migrations."""
-    engine = create_engine(database_url(path))
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
+    await create_schema(database_url(path))
 
 
 def seeded_status(incident_id: int) -> str:

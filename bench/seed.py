@@ -1,8 +1,9 @@
 """Fast set-up for the benchmarks: a migrated database, and many incidents in it at once.
 
-Seeding goes around the store on purpose: a million rows through the API would take the
-better part of an hour. Plain `sqlite3.executemany` in one transaction writes the rows the
-store would have written (same columns, same value formats) into the migrated schema.
+Seeding goes around the store on purpose: a million rows one request at a time would make
+the growth section mostly waiting. Plain `sqlite3.executemany` in one transaction writes
+the rows the store would have written (same columns, same value formats) into the
+migrated schema.
 """
 
 from __future__ import annotations

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     api_key: SecretStr | None = None
+    # GET /metrics in Prometheus' text format, open without API_KEY; off answers 404.
+    metrics: bool = True
 
     log_level: str = "INFO"
 

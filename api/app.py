@@ -18,7 +18,10 @@ from starlette.routing import compile_path
 
 from api import health, incidents
 from api.dependencies import ApiKeyDocumented
+from api.metrics import router as metrics_router
+from api.request_metrics import RequestMetrics
 from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
+from metrics import Metrics
 from storage.errors import describe, is_storage_unavailable
 from storage.leadership import Leadership
 from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
@@ -40,7 +43,7 @@ Incidents reported by on-call chats, monitoring systems and people, tracked thro
 `resolved → in_progress | closed`; `closed` is final.
 
 When the service has an `API_KEY`, every `/incidents` route needs it in the
-`X-API-Key` header. `/health` is always open.
+`X-API-Key` header. `/health` and `/metrics` are always open.
 """
 
 
@@ -50,12 +53,15 @@ def create_app(
     api_key: SecretStr | None,
     announce_chat_id: int | None = None,
     leadership: Leadership | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """Build the HTTP API over `store`; with `api_key`, /incidents requires X-API-Key.
 
     With `announce_chat_id`, each incident created here is announced in that Telegram
     chat: its card is queued in the outbox with the incident, for the bot to post.
     `leadership` (when the bot runs) is what /health reports as the instance's bot role.
+    With `metrics`, every request is counted in them and /metrics serves them; without,
+    /metrics answers 404.
     """
     app = FastAPI(
         title="incident-bot",
@@ -65,12 +71,16 @@ def create_app(
         openapi_tags=[
             {"name": "incidents", "description": "Report, list and move incidents."},
             {"name": "health", "description": "Liveness and database readiness."},
+            {"name": "metrics", "description": "Prometheus metrics (METRICS=off: 404)."},
         ],
     )
     app.state.store = store
     app.state.api_key = api_key
     app.state.announce_chat_id = announce_chat_id
     app.state.leadership = leadership
+    app.state.metrics = metrics
+    if metrics is not None:
+        app.add_middleware(RequestMetrics, metrics=metrics)
 
     app.exception_handler(RequestValidationError)(_request_invalid)
     app.exception_handler(405)(_method_not_allowed)
@@ -83,6 +93,7 @@ def create_app(
     app.exception_handler(OSError)(_storage_failed)
 
     app.include_router(health.router)
+    app.include_router(metrics_router)
     if api_key is None:
         app.include_router(incidents.router, responses=STORAGE_UNAVAILABLE)
     else:

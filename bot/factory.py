@@ -14,9 +14,11 @@ from bot.filters import ServedChats
 from bot.handlers import create_routers
 from bot.handlers.errors import apologize
 from bot.i18n import create_i18n, create_i18n_middleware
+from bot.metrics import CountedCalls, CountedUpdates
 from bot.operators import Operators
 from bot.pipeline import PipelinedCalls, UpdatePipeline
 from bot.rate_limits import RateLimiter, RateLimitMiddleware
+from metrics import Metrics
 from settings import Settings
 from storage.store import IncidentStore
 
@@ -26,11 +28,13 @@ def create_bot(
     *,
     limiter: RateLimiter | None = None,
     pipeline: UpdatePipeline | None = None,
+    metrics: Metrics | None = None,
 ) -> Bot:
     """A Bot talking to TELEGRAM_API_URL: Telegram, a self-hosted Bot API or a stand-in.
 
     With `limiter`, every message the bot sends or edits takes its turn in it. With
-    `pipeline`, the bot's calls keep to it (`bot.pipeline.PipelinedCalls`).
+    `pipeline`, the bot's calls keep to it (`bot.pipeline.PipelinedCalls`). With
+    `metrics`, every call is counted in them by method and outcome.
     """
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
@@ -51,6 +55,9 @@ def create_bot(
         bot.session.middleware(PipelinedCalls(pipeline))
     if limiter is not None:
         bot.session.middleware(RateLimitMiddleware(limiter))
+    # The innermost: it counts the requests that reach Telegram, each retry included.
+    if metrics is not None:
+        bot.session.middleware(CountedCalls(metrics))
     return bot
 
 
@@ -82,11 +89,14 @@ def create_dispatcher(
     served: ServedChats | None = None,
     pipeline: UpdatePipeline | None = None,
     operators: Operators | None = None,
+    metrics: Metrics | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router, the i18n middleware and the error handler.
 
     With `pipeline`, updates fed concurrently are handled in turn (`bot.pipeline`); it is
-    the outermost middleware, so every update fed enters it.
+    an outer middleware, so every update fed enters it. With `metrics`, each update is
+    counted once handled, outside the pipeline (which handles an update again while the
+    database is unavailable).
 
     The store, its outbox, the settings, the served chats and who may act reach handlers
     by name (`store: IncidentStore`, `outbox: Outbox`, `served: ServedChats`,
@@ -102,6 +112,8 @@ def create_dispatcher(
         operators=operators or create_operators(settings),
         disable_fsm=True,
     )
+    if metrics is not None:
+        dispatcher.update.outer_middleware(CountedUpdates(metrics))
     if pipeline is not None:
         dispatcher.update.outer_middleware(pipeline)
     create_i18n_middleware(create_i18n()).setup(dispatcher)

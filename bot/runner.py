@@ -37,6 +37,7 @@ from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits, RateLimiter
 from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
+from metrics import Metrics
 from settings import Settings
 from storage.leadership import Leadership, instance_name
 from storage.models import utcnow
@@ -73,6 +74,7 @@ async def run_bot(
     on_token_rejected: Callable[[], None] | None = None,
     pipeline: UpdatePipeline | None = None,
     leadership: Leadership | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Bot]:
     """Register the command menu, deliver the outbox and receive updates until the block
     exits: by long polling, or with WEBHOOK_URL set, on `app`'s webhook route.
@@ -95,16 +97,18 @@ async def run_bot(
     and take over within FAILOVER_SECONDS when it stops. `leadership` is the election to
     take part in (main.py's, whose role /health reports); without, one is made here.
 
+    `metrics` count the bots' Telegram calls and the updates handled.
+
     `pipeline` is for tests that wait until every update has finished, replies included.
     """
     if not settings.allowed_chat_ids:
         logger.warning("ALLOWED_CHAT_IDS is empty: the bot serves every chat it is added to")
     limiter = RateLimiter(limits or Limits())
     pipeline = pipeline or UpdatePipeline()
-    bot = create_bot(settings, limiter=limiter, pipeline=pipeline)
+    bot = create_bot(settings, limiter=limiter, pipeline=pipeline, metrics=metrics)
     # The sender takes its turns in the limiter itself (skipping a full chat rather than
     # waiting), so it sends through a bot without the limiter's middleware.
-    sender_bot = create_bot(settings)
+    sender_bot = create_bot(settings, metrics=metrics)
     rejected: list[BotStartError] = []
 
     def reject(error: BotStartError) -> None:
@@ -119,7 +123,12 @@ async def run_bot(
         # would count as the update's answer before its write (`bot.pipeline`).
         operators = create_operators(settings, admins_bot=sender_bot)
         dispatcher = create_dispatcher(
-            store, settings, served=served, pipeline=pipeline, operators=operators
+            store,
+            settings,
+            served=served,
+            pipeline=pipeline,
+            operators=operators,
+            metrics=metrics,
         )
         elected = leadership or create_leadership(settings, store)
         if settings.webhook_url is not None:

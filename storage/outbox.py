@@ -229,6 +229,26 @@ class Outbox:
             )
         )
 
+    async def count_by_state(self) -> dict[DeliveryState, int]:
+        """How many deliveries are in each state (every state, 0 for none)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Delivery.state, func.count()).group_by(Delivery.state)
+            )
+            counted = {DeliveryState(state): count for state, count in rows}
+        return {state: counted.get(state, 0) for state in DeliveryState}
+
+    async def oldest_pending_since(self) -> datetime | None:
+        """When the oldest delivery still pending was queued; None if none is."""
+        async with self._sessions() as session:
+            # The lowest id is the oldest: the (state, id) index finds it at once.
+            return await session.scalar(
+                select(Delivery.created_at)
+                .where(Delivery.state == DeliveryState.PENDING)
+                .order_by(Delivery.id)
+                .limit(1)
+            )
+
 
 def _not_in_chats(chat_ids: Collection[int]) -> list[ColumnElement[bool]]:
     return [Delivery.chat_id.not_in(chat_ids)] if chat_ids else []

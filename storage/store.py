@@ -9,6 +9,7 @@ errors below.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ from storage.rules import (
     normalize_source,
 )
 from storage.statements import Statements
+
+logger = logging.getLogger(__name__)
 
 # Adds to the count of a chat's incidents with a status and source (creating it at the
 # first one). Upsert syntax that SQLite (3.24+) and PostgreSQL share.
@@ -174,6 +177,10 @@ class StatusChange:
     previous: Status
     changed: bool
     """False when the incident already had the requested status (a successful no-op)."""
+
+
+StatusObserver = Callable[[Sequence[StatusChange]], None]
+"""Told the status changes of each commit (see `IncidentStore`'s `on_status_changed`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +322,14 @@ def _total_query(
     return select(func.coalesce(func.sum(_COUNTS.c.total), 0)).where(*counted)
 
 
+# Every chat's kept counts added up by status and source (what /metrics reports).
+_TOTALS_BY_STATUS_AND_SOURCE = (
+    select(_COUNTS.c.status, _COUNTS.c.source, func.sum(_COUNTS.c.total))
+    .group_by(_COUNTS.c.status, _COUNTS.c.source)
+    .order_by(_COUNTS.c.status, _COUNTS.c.source)
+)
+
+
 @cache
 def _page_query(
     by_status: bool,
@@ -382,10 +397,15 @@ class IncidentStore:
         sessions: async_sessionmaker[AsyncSession],
         *,
         on_delivery_queued: Callable[[], None] | None = None,
+        on_status_changed: StatusObserver | None = None,
         fast_paths: bool = True,
     ) -> None:
         """`on_delivery_queued` is called after a commit that put something in the outbox
         (the bot's sender uses it to wake up at once instead of at its next poll).
+
+        `on_status_changed` is called after each commit that changed statuses, with
+        every change it made, in order (the metrics' times to take and to resolve): every
+        door's status change passes here, and only once it is stored.
 
         `fast_paths` (the FAST_PATHS setting) lets concurrent writes share a transaction
         (`storage.batching`) and SQLite's statements take one trip to its driver
@@ -396,6 +416,7 @@ class IncidentStore:
         self._sessions = sessions
         self._writers = Writers(sessions)
         self._on_delivery_queued = on_delivery_queued
+        self._on_status_changed = on_status_changed
         self._fast_paths = fast_paths
         self._creations: GroupCommit[_Creation, Created] = GroupCommit(
             self._write_creations,
@@ -556,6 +577,15 @@ class IncidentStore:
         if after is not None:
             items.reverse()
         return IncidentPage(items=items, total=int(total))
+
+    async def totals(self) -> Sequence[tuple[Status, str, int]]:
+        """How many incidents there are in each status from each source, every chat's
+        and none's together: (status, source, total), from the kept counts.
+
+        A status and source that once had incidents and has none now is there with 0.
+        """
+        rows = await self._statements.all(_TOTALS_BY_STATUS_AND_SOURCE, {})
+        return [(Status(status), source, int(total)) for status, source, total in rows]
 
     async def change_status(
         self,
@@ -765,6 +795,10 @@ class IncidentStore:
                 await session.commit()
             if edit_queued:
                 self._delivery_queued()
+            if after.status != incident.status:
+                self._status_changes_committed(
+                    [StatusChange(after, previous=incident.status, changed=True)]
+                )
             return Amended(after, changed=True)
 
     async def events(
@@ -907,7 +941,23 @@ class IncidentStore:
                 await session.commit()
                 if any(edits_queued):
                     self._delivery_queued()
+                self._status_changes_committed(outcomes)
                 return outcomes
+
+    def _status_changes_committed(self, outcomes: Sequence[StatusChange | Exception]) -> None:
+        if self._on_status_changed is None:
+            return
+        changes = [
+            outcome
+            for outcome in outcomes
+            if isinstance(outcome, StatusChange) and outcome.changed
+        ]
+        try:
+            self._on_status_changed(changes)
+        except Exception:
+            # The changes are committed: their callers must hear so, whatever an
+            # observer does.
+            logger.exception("The status change observer failed")
 
     @staticmethod
     def _queue_card_edit(session: AsyncSession, incident: IncidentRow) -> bool:

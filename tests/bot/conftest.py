@@ -20,6 +20,7 @@ from bot.i18n import create_i18n
 from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits
 from bot.runner import run_bot
+from metrics import Metrics
 from settings import Settings
 from storage.database import create_session_factory
 from storage.models import Incident
@@ -135,7 +136,7 @@ def launch_bot(
 
     `limits=` and `delivery=` replace Telegram's limits and the sender's policy;
     `on_token_rejected=` is called when Telegram rejects the token; webhook mode receives
-    updates on `app=`.
+    updates on `app=`; `metrics=` count its Telegram calls and updates.
     """
 
     @asynccontextmanager
@@ -145,6 +146,7 @@ def launch_bot(
         delivery: DeliveryPolicy = TEST_DELIVERY,
         on_token_rejected: Callable[[], None] | None = None,
         app: FastAPI | None = None,
+        metrics: Metrics | None = None,
         **overrides: Any,
     ) -> AsyncIterator[None]:
         settings = make_settings(stub, database_url, **overrides)
@@ -158,6 +160,7 @@ def launch_bot(
             pipeline=pipeline,
             on_token_rejected=on_token_rejected,
             app=app,
+            metrics=metrics,
         ):
             yield
 

@@ -25,7 +25,12 @@ from metrics import Metrics
 from storage.errors import describe, is_storage_unavailable
 from storage.leadership import Leadership
 from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
-from storage.store import IncidentNotFoundError, IncidentStore, TransitionNotAllowedError
+from storage.store import (
+    IncidentNotFoundError,
+    IncidentStore,
+    TransitionNotAllowedError,
+    VersionMismatchError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ def create_app(
     app.exception_handler(405)(_method_not_allowed)
     app.exception_handler(IncidentNotFoundError)(_incident_not_found)
     app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
+    app.exception_handler(VersionMismatchError)(_version_mismatch)
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
     app.exception_handler(DBAPIError)(_storage_failed)
     app.exception_handler(PoolTimeoutError)(_storage_failed)
@@ -188,6 +194,14 @@ async def _transition_not_allowed(
         allowed=list(error.allowed),
     )
     return JSONResponse(status_code=409, content=body.model_dump(mode="json"))
+
+
+async def _version_mismatch(request: Request, error: VersionMismatchError) -> JSONResponse:
+    return JSONResponse(
+        status_code=412,
+        content=ErrorOut(detail=str(error)).model_dump(),
+        headers={"ETag": incidents.entity_tag(error.incident)},
+    )
 
 
 async def _storage_failed(request: Request, error: Exception) -> JSONResponse:

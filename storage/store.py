@@ -202,14 +202,14 @@ class EventPage:
     total: int
 
 
-class _Unset:
+class Unset:
     """No value given (where None means something: no owner)."""
 
     def __repr__(self) -> str:
         return "UNSET"
 
 
-UNSET = _Unset()
+UNSET = Unset()
 
 
 class OwnedByOtherError(Exception):
@@ -223,11 +223,11 @@ class OwnedByOtherError(Exception):
 class VersionMismatchError(Exception):
     """The incident changed since the version the caller saw (HTTP If-Match)."""
 
-    def __init__(self, incident: IncidentRow, expected: int) -> None:
+    def __init__(self, incident: IncidentRow) -> None:
         self.incident = incident
-        self.expected = expected
         super().__init__(
-            f"Incident {incident.id} is at version {incident.version}, not {expected}"
+            f"Incident {incident.id} has changed since (it is at version {incident.version});"
+            " read it again"
         )
 
 
@@ -653,21 +653,21 @@ class IncidentStore:
         by: Actor,
         status: Status | None = None,
         description_append: str | None = None,
-        owner: Actor | _Unset | None = UNSET,
-        if_version: int | None = None,
+        owner: Actor | Unset | None = UNSET,
+        if_versions: frozenset[int] | None = None,
         chats: ChatScope | None = None,
     ) -> Amended:
         """Several changes to one incident in one transaction, one event each: a status
         (by the transition rules), text appended to the description, an owner set (or
-        released with None). With `if_version`, nothing changes unless the incident is
-        still at that version (`VersionMismatchError`)."""
+        released with None). With `if_versions`, nothing changes unless the incident is
+        still at one of those versions (`VersionMismatchError`)."""
         appended = (
             None if description_append is None else normalize_description(description_append)
         )
 
         def change(incident: IncidentRow, now: datetime) -> _Amendment:
-            if if_version is not None and incident.version != if_version:
-                raise VersionMismatchError(incident, if_version)
+            if if_versions is not None and incident.version not in if_versions:
+                raise VersionMismatchError(incident)
             amendment = _Amendment()
             if status is not None and status != incident.status:
                 if not can_transition(incident.status, status):
@@ -685,7 +685,7 @@ class IncidentStore:
                         ],
                     )
                 )
-            if not isinstance(owner, _Unset):
+            if not isinstance(owner, Unset):
                 amendment = amendment.merged(_owner_change(incident, owner, now, by))
             return amendment
 
@@ -696,7 +696,7 @@ class IncidentStore:
         incident_id: int,
         by: Actor,
         *,
-        seen_owner_id: int | _Unset | None = UNSET,
+        seen_owner_id: int | Unset | None = UNSET,
         chats: ChatScope | None = None,
     ) -> Amended:
         """`by` becomes the owner; an open incident moves to in_progress.
@@ -710,7 +710,7 @@ class IncidentStore:
             if incident.status == Status.CLOSED:
                 raise TransitionNotAllowedError(incident, Status.IN_PROGRESS)
             owner_id = incident.owner_id
-            confirmed = not isinstance(seen_owner_id, _Unset) and seen_owner_id == owner_id
+            confirmed = not isinstance(seen_owner_id, Unset) and seen_owner_id == owner_id
             if owner_id is not None and owner_id != by.user_id and not confirmed:
                 raise OwnedByOtherError(incident)
             amendment = _owner_change(incident, by, now, by)

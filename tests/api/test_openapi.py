@@ -20,6 +20,14 @@ EXPECTED_OPERATIONS = {
     ("/incidents", "get"): (incidents.list_incidents, {"200", "413", "422", "503"}),
     ("/incidents/{incident_id}", "get"): (
         incidents.get_incident,
+        {"200", "304", "404", "413", "422", "503"},
+    ),
+    ("/incidents/{incident_id}", "patch"): (
+        incidents.amend_incident,
+        {"200", "404", "409", "412", "413", "422", "503"},
+    ),
+    ("/incidents/{incident_id}/events", "get"): (
+        incidents.list_incident_events,
         {"200", "404", "413", "422", "503"},
     ),
     ("/incidents/{incident_id}/status", "patch"): (

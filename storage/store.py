@@ -696,22 +696,24 @@ class IncidentStore:
         incident_id: int,
         by: Actor,
         *,
-        seen_owner_id: int | Unset | None = UNSET,
+        confirmed_version: int | None = None,
         chats: ChatScope | None = None,
     ) -> Amended:
         """`by` becomes the owner; an open incident moves to in_progress.
 
-        Taking over from someone else needs `seen_owner_id` to name them (the caller saw
-        who owned it and confirmed): otherwise `OwnedByOtherError`, and nothing changes.
-        A closed incident cannot be taken (`TransitionNotAllowedError`).
+        Taking over from someone else must be confirmed: `confirmed_version` is the
+        version the person saw when they confirmed (a second press). Unless the incident
+        is still at it, `OwnedByOtherError`, and nothing changes. A closed incident
+        cannot be taken (`TransitionNotAllowedError`).
         """
 
         def take_it(incident: IncidentRow, now: datetime) -> _Amendment:
             if incident.status == Status.CLOSED:
                 raise TransitionNotAllowedError(incident, Status.IN_PROGRESS)
-            owner_id = incident.owner_id
-            confirmed = not isinstance(seen_owner_id, Unset) and seen_owner_id == owner_id
-            if owner_id is not None and owner_id != by.user_id and not confirmed:
+            owned_by_other = incident.owner_name is not None and not (
+                by.user_id is not None and incident.owner_id == by.user_id
+            )
+            if owned_by_other and confirmed_version != incident.version:
                 raise OwnedByOtherError(incident)
             amendment = _owner_change(incident, by, now, by)
             if incident.status == Status.OPEN:
@@ -767,9 +769,10 @@ class IncidentStore:
                 amendment = change(incident, now)
                 if not amendment.events:
                     return Amended(incident, changed=False)
-                values = {**amendment.values, "version": incident.version + 1}
-                if amendment.touches_card:
-                    values["updated_at"] = now
+                values: dict[str, Any] = {**amendment.values, "version": incident.version + 1}
+                # updated_at is when the card's content last changed (a note is not on
+                # it); left as it is, or the column's onupdate would set it.
+                values["updated_at"] = now if amendment.touches_card else _INCIDENTS.c.updated_at
                 updated = (
                     await session.execute(
                         update(_INCIDENTS)
@@ -1219,7 +1222,7 @@ def _event(
 
 
 def _created_event(incident: IncidentRow, new: NewIncident) -> dict[str, Any]:
-    origin = new.origin or ("chat" if new.message_id is not None else "api")
+    origin = new.origin or ("chat" if new.chat_id is not None else "api")
     return _event(
         incident.id,
         incident.created_at,
@@ -1278,7 +1281,8 @@ def _owner_change(
             [_event(incident.id, now, EventKind.OWNER_RELEASED, by, text=incident.owner_name)],
         )
     name = normalize_name(owner.name)
-    if (incident.owner_id, incident.owner_name) == (owner.user_id, name):
+    same_user = owner.user_id is not None and owner.user_id == incident.owner_id
+    if same_user or (incident.owner_id, incident.owner_name) == (owner.user_id, name):
         return _Amendment()
     return _Amendment(
         {"owner_id": owner.user_id, "owner_name": name},

@@ -18,7 +18,7 @@ from datetime import datetime
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
-from bot.callbacks import ListPage, StatusButton
+from bot.callbacks import HistoryPage, ListPage, StatusButton, TakeButton
 from storage.models import AnyIncident
 from storage.rules import Status, allowed_next
 
@@ -109,19 +109,39 @@ def card_title(incident: AnyIncident) -> str:
     return f"{STATUS_EMOJI[incident.status]} {title}"
 
 
-def card_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup | None:
-    """One button per status the incident may move to next; none once it is closed."""
-    targets = allowed_next(incident.status)
-    if not targets:
-        return None
-    buttons = [
+def card_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup:
+    """One button per status the incident may move to next, then 🙋 Take (unless it is
+    closed) and 📜 History."""
+    take = InlineKeyboardButton(
+        text="🙋 " + _("Take"), callback_data=TakeButton(incident=incident.id).pack()
+    )
+    return _keyboard(incident, take)
+
+
+def take_over_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup:
+    """The card's buttons with Take turned into the confirming "Take over from Oleg",
+    which takes the incident only if it is still as it is now (its version)."""
+    take_over = InlineKeyboardButton(
+        text="🙋 " + _("Take over from {owner}").format(owner=incident.owner_name),
+        callback_data=TakeButton(incident=incident.id, confirm=incident.version).pack(),
+    )
+    return _keyboard(incident, take_over)
+
+
+def _keyboard(incident: AnyIncident, take: InlineKeyboardButton) -> InlineKeyboardMarkup:
+    statuses = [
         InlineKeyboardButton(
             text=button_label(target),
             callback_data=StatusButton.for_change(incident.id, incident.status, target).pack(),
         )
-        for target in targets
+        for target in allowed_next(incident.status)
     ]
-    return InlineKeyboardMarkup(inline_keyboard=[buttons])
+    history = InlineKeyboardButton(
+        text="📜 " + _("History"),
+        callback_data=HistoryPage(incident=incident.id, fresh=True).pack(),
+    )
+    on_call = [history] if incident.status == Status.CLOSED else [take, history]
+    return InlineKeyboardMarkup(inline_keyboard=[row for row in (statuses, on_call) if row])
 
 
 def _card_footer(incident: AnyIncident) -> str:
@@ -130,6 +150,8 @@ def _card_footer(incident: AnyIncident) -> str:
         lines.append(_("Reported by {name}").format(name=incident.created_by))
     if incident.status != Status.OPEN and incident.updated_by:
         lines.append(_("Status set by {name}").format(name=incident.updated_by))
+    if incident.owner_name:
+        lines.append(_("Owner: {name}").format(name=incident.owner_name))
     return "\n".join(lines)
 
 

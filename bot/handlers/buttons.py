@@ -61,6 +61,7 @@ async def press_status_button(
             callback_data.target,
             expected=callback_data.seen_status,
             changed_by=callback.from_user.full_name,
+            changed_by_id=callback.from_user.id,
             chats=chats,
             on_queued=on_queued,
         )

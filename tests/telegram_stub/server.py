@@ -218,6 +218,7 @@ class _ChatState:
         self.forgotten = False
         self.owner: int | None = None
         self.admins: list[int] = []
+        self.reactions_off = False
 
     @property
     def id(self) -> int:
@@ -242,6 +243,11 @@ class _CallbackQuery:
         self.message_id = message_id
         self.pressed_at = pressed_at
         self.answer: CallbackAnswer | None = None
+
+
+ALLOWED_REACTIONS = frozenset({"👍", "👎", "❤", "🔥", "🙏", "👌", "👀", "🤝", "✍", "🫡"})
+"""Some of the emoji Telegram lets a bot react with; others are REACTION_INVALID, as
+Telegram answers for an emoji not on its list."""
 
 
 def _display_name(user: JsonDict) -> str:
@@ -354,6 +360,7 @@ class TelegramStub:
                 "sendChatAction": self._send_chat_action,
                 "getChat": self._get_chat,
                 "getChatAdministrators": self._get_chat_administrators,
+                "setMessageReaction": self._set_message_reaction,
             }.items()
         }
 
@@ -682,6 +689,10 @@ class TelegramStub:
         state = self._chat_state(chat)
         state.owner = None if owner is None else int(self._user_data(owner)["id"])
         state.admins = [int(self._user_data(admin)["id"]) for admin in admins]
+
+    def turn_reactions_off(self, chat: ChatRef) -> None:
+        """The chat allows no reactions: setMessageReaction answers REACTION_INVALID."""
+        self._chat_state(chat).reactions_off = True
 
     def kick_bot(self, chat: ChatRef) -> None:
         """The bot is removed from the chat (or blocked, for a private chat): 403 from now on."""
@@ -1799,6 +1810,21 @@ class TelegramStub:
         if markup == record.reply_markup:
             raise _bad_request(NOT_MODIFIED.removeprefix("Bad Request: "))
         return self._apply_edit(record, raw=None, parsed=None, parse_mode=None, markup=markup)
+
+    async def _set_message_reaction(self, params: _Params) -> bool:
+        state = self._resolve_chat(params)
+        message_id = params.get_int("message_id")
+        record = None if message_id is None else self._find_message(state, message_id)
+        if record is None:
+            raise _bad_request("message to react not found")
+        if state.reactions_off:
+            raise _bad_request("REACTION_INVALID")
+        reactions = params.get_json("reaction", "reaction") or []
+        emoji = [str(item.get("emoji")) for item in reactions if item.get("type") == "emoji"]
+        if any(item not in ALLOWED_REACTIONS for item in emoji):
+            raise _bad_request("REACTION_INVALID")
+        record.reactions = emoji
+        return True
 
     async def _delete_message(self, params: _Params) -> bool:
         state = self._resolve_chat(params)

@@ -125,7 +125,7 @@ async def run_bot(
             registration."""
             sender = Sender(
                 sender_bot,
-                outbox,
+                outbox.claiming_as(elected.lease.holder),
                 limiter,
                 served,
                 create_i18n(),

@@ -20,7 +20,7 @@ from bot.cards import Rendered, escape, render_card, status_label
 from bot.delivery import is_not_modified
 from bot.parsing import MissingDescription, Report
 from bot.pipeline import OnQueued
-from storage.models import AnyIncident
+from storage.models import IncidentRow
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
     CardRequest,
@@ -160,7 +160,7 @@ async def show_card(
     await reply_with_card(message, incident)
 
 
-async def reply_with_card(message: Message, incident: AnyIncident) -> None:
+async def reply_with_card(message: Message, incident: IncidentRow) -> None:
     card = render_card(incident)
     await message.reply(card.text, reply_markup=card.reply_markup)
 

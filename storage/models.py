@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -154,7 +154,8 @@ class Incident(Base):
 
 
 class IncidentRow(NamedTuple):
-    """An incident as the store's reads return it: a plain row, detached from any session.
+    """An incident as it travels: what the store's reads and writes return and what the
+    outbox hands the sender. A plain row, detached from any session.
 
     Reads skip the ORM: turning a page of rows into mapped objects (instance state,
     identity map) costs more than the query itself. It has every column of `Incident`,
@@ -174,10 +175,6 @@ class IncidentRow(NamedTuple):
     card_chat_id: int | None
     card_message_id: int | None
     idempotency_key: str | None
-
-
-AnyIncident: TypeAlias = Incident | IncidentRow
-"""An incident to show: a row, as the store returns it, or mapped, as the outbox hands it out."""
 
 
 NO_CHAT = 0

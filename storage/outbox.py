@@ -37,6 +37,7 @@ from storage.models import (
     DeliveryKind,
     DeliveryState,
     Incident,
+    IncidentRow,
     utcnow,
 )
 
@@ -66,10 +67,13 @@ def queue_card_edit(session: AsyncSession, incident_id: int, chat_id: int) -> No
     )
 
 
+_INCIDENT_ROW = [getattr(Incident, name) for name in IncidentRow._fields]
+
+
 @dataclass(frozen=True, slots=True)
 class PendingDelivery:
     delivery: Delivery
-    incident: Incident
+    incident: IncidentRow
     """The incident as it is now: a card is always drawn from the current state."""
 
 
@@ -104,7 +108,7 @@ class Outbox:
         now = utcnow()
         async with self._sessions() as session:
             rows = await session.execute(
-                select(Delivery, Incident)
+                select(Delivery, *_INCIDENT_ROW)
                 .join(Incident, Incident.id == Delivery.incident_id)
                 .where(
                     Delivery.state == DeliveryState.PENDING,
@@ -115,7 +119,7 @@ class Outbox:
                 .order_by(Delivery.id)
                 .limit(limit)
             )
-            return [PendingDelivery(delivery, incident) for delivery, incident in rows]
+            return [PendingDelivery(row[0], IncidentRow._make(row[1:])) for row in rows]
 
     async def next_due_at(self, *, exclude_chat_ids: Collection[int] = ()) -> datetime | None:
         """When the earliest pending delivery may be tried (its `not_before`, or when

@@ -24,7 +24,7 @@ from bot.operators import Operators
 from bot.parsing import MissingDescription, Report
 from bot.pipeline import OnQueued
 from bot.timeline import RECENT_EVENTS, recent_events_text
-from storage.models import AnyIncident
+from storage.models import IncidentRow
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
     Actor,
@@ -194,7 +194,7 @@ async def show_card(
     await message.reply(text, reply_markup=card.reply_markup)
 
 
-async def reply_with_card(message: Message, incident: AnyIncident) -> None:
+async def reply_with_card(message: Message, incident: IncidentRow) -> None:
     card = render_card(incident)
     await message.reply(card.text, reply_markup=card.reply_markup)
 

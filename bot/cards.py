@@ -19,7 +19,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import HistoryPage, ListPage, StatusButton, TakeButton
-from storage.models import AnyIncident
+from storage.models import IncidentRow
 from storage.rules import Status, allowed_next
 
 TEXT_LIMIT = 4096
@@ -101,7 +101,7 @@ def button_label(target: Status) -> str:
     return labels[target]
 
 
-def card_title(incident: AnyIncident) -> str:
+def card_title(incident: IncidentRow) -> str:
     """`🔴 Incident #17 · open · monitoring`, as plain text."""
     title = _("Incident #{id} · {status} · {source}").format(
         id=incident.id, status=status_label(incident.status), source=incident.source
@@ -109,7 +109,7 @@ def card_title(incident: AnyIncident) -> str:
     return f"{STATUS_EMOJI[incident.status]} {title}"
 
 
-def card_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup:
+def card_keyboard(incident: IncidentRow) -> InlineKeyboardMarkup:
     """One button per status the incident may move to next, then 🙋 Take (unless it is
     closed) and 📜 History."""
     take = InlineKeyboardButton(
@@ -118,7 +118,7 @@ def card_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup:
     return _keyboard(incident, take)
 
 
-def take_over_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup:
+def take_over_keyboard(incident: IncidentRow) -> InlineKeyboardMarkup:
     """The card's buttons with Take turned into the confirming "Take over from Oleg",
     which takes the incident only if it is still as it is now (its version)."""
     take_over = InlineKeyboardButton(
@@ -128,7 +128,7 @@ def take_over_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup:
     return _keyboard(incident, take_over)
 
 
-def _keyboard(incident: AnyIncident, take: InlineKeyboardButton) -> InlineKeyboardMarkup:
+def _keyboard(incident: IncidentRow, take: InlineKeyboardButton) -> InlineKeyboardMarkup:
     statuses = [
         InlineKeyboardButton(
             text=button_label(target),
@@ -144,7 +144,7 @@ def _keyboard(incident: AnyIncident, take: InlineKeyboardButton) -> InlineKeyboa
     return InlineKeyboardMarkup(inline_keyboard=[row for row in (statuses, on_call) if row])
 
 
-def _card_footer(incident: AnyIncident) -> str:
+def _card_footer(incident: IncidentRow) -> str:
     lines = []
     if incident.created_by:
         lines.append(_("Reported by {name}").format(name=incident.created_by))
@@ -155,7 +155,7 @@ def _card_footer(incident: AnyIncident) -> str:
     return "\n".join(lines)
 
 
-def render_card(incident: AnyIncident) -> Rendered:
+def render_card(incident: IncidentRow) -> Rendered:
     """The incident's card: title, description, who reported and who changed it, buttons.
 
     A description too long for one message is cut (never inside markup, since it is cut
@@ -226,7 +226,7 @@ def format_time(moment: datetime, now: datetime) -> str:
     return f"{moment:%d.%m.%Y %H:%M}"
 
 
-def list_line(incident: AnyIncident, now: datetime) -> str:
+def list_line(incident: IncidentRow, now: datetime) -> str:
     """`#17 · open · monitoring · 14:02 · Scooter #42 is not responding`, plain text."""
     return " · ".join(
         (
@@ -240,7 +240,7 @@ def list_line(incident: AnyIncident, now: datetime) -> str:
 
 
 def render_list_page(
-    incidents: Sequence[AnyIncident],
+    incidents: Sequence[IncidentRow],
     *,
     total: int,
     status: Status | None,

@@ -130,6 +130,7 @@ async def run_bot(
             operators=operators,
             metrics=metrics,
         )
+        polling_started = _started_event(dispatcher)
         elected = leadership or create_leadership(settings, store)
         if settings.webhook_url is not None:
             if app is None:
@@ -144,7 +145,7 @@ async def run_bot(
             registration."""
             sender = Sender(
                 sender_bot,
-                outbox,
+                outbox.claiming_as(elected.lease.holder),
                 limiter,
                 served,
                 create_i18n(),
@@ -156,7 +157,9 @@ async def run_bot(
             sender.start()
             try:
                 if settings.webhook_url is None:
-                    receiving = _long_poll(dispatcher, bot, polling_timeout, reject)
+                    receiving = _long_poll(
+                        dispatcher, bot, polling_timeout, reject, started=polling_started
+                    )
                 else:
                     receiving = _registering_webhook(settings, dispatcher, bot, reject)
                 async with receiving:
@@ -205,16 +208,33 @@ def create_leadership(settings: Settings, store: IncidentStore) -> Leadership:
 Rejected = Callable[[BotStartError], None]
 
 
-@asynccontextmanager
-async def _long_poll(
-    dispatcher: Dispatcher, bot: Bot, polling_timeout: int, on_rejected: Rejected
-) -> AsyncIterator[None]:
+def _started_event(dispatcher: Dispatcher) -> asyncio.Event:
+    """Set each time the dispatcher starts polling (its start-up handlers run).
+
+    Registered once per `run_bot`: the dispatcher outlives the leadership terms, and a
+    handler per term would pile up with every failover back and forth.
+    """
     started = asyncio.Event()
 
     async def mark_started() -> None:
         started.set()
 
     dispatcher.startup.register(mark_started)
+    return started
+
+
+@asynccontextmanager
+async def _long_poll(
+    dispatcher: Dispatcher,
+    bot: Bot,
+    polling_timeout: int,
+    on_rejected: Rejected,
+    *,
+    started: asyncio.Event,
+) -> AsyncIterator[None]:
+    """Poll for this leadership term; `started` (`_started_event`) tells whether the
+    dispatcher got as far as starting."""
+    started.clear()
     polling = asyncio.create_task(
         _poll(dispatcher, bot, polling_timeout=polling_timeout, on_rejected=on_rejected),
         name="telegram-polling",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -161,7 +161,8 @@ class Incident(Base):
 
 
 class IncidentRow(NamedTuple):
-    """An incident as the store's reads return it: a plain row, detached from any session.
+    """An incident as it travels: what the store's reads and writes return and what the
+    outbox hands the sender. A plain row, detached from any session.
 
     Reads skip the ORM: turning a page of rows into mapped objects (instance state,
     identity map) costs more than the query itself. It has every column of `Incident`,
@@ -184,10 +185,6 @@ class IncidentRow(NamedTuple):
     owner_id: int | None
     owner_name: str | None
     version: int
-
-
-AnyIncident: TypeAlias = Incident | IncidentRow
-"""An incident to show: a row, as the store returns it, or mapped, as the outbox hands it out."""
 
 
 NO_CHAT = 0
@@ -307,6 +304,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The sender about to send it (an instance's name), and until when no other sender
+    # may take it (`Outbox.claim`). Kept once the row is done: who sent it.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint(_values_in("kind", DeliveryKind), name="kind_known"),

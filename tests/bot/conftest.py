@@ -23,7 +23,7 @@ from bot.runner import run_bot
 from metrics import Metrics
 from settings import Settings
 from storage.database import create_session_factory
-from storage.models import Incident
+from storage.models import IncidentRow
 from storage.rules import Status
 from storage.store import IncidentStore
 from tests.telegram_stub import TelegramStub
@@ -33,9 +33,9 @@ POLLING_TIMEOUT = 1
 """Seconds per getUpdates long poll in tests: shutdown never waits on one."""
 
 
-def make_incident(**fields: Any) -> Incident:
+def make_incident(**fields: Any) -> IncidentRow:
     """An incident as the store returns it, without a database."""
-    values: dict[str, Any] = {
+    values: dict[str, Any] = dict.fromkeys(IncidentRow._fields) | {
         "id": 17,
         "description": "Scooter #42 is not responding",
         "status": Status.OPEN,
@@ -46,7 +46,7 @@ def make_incident(**fields: Any) -> Incident:
         "updated_by": "Alice",
     }
     values.update(fields)
-    return Incident(**values)
+    return IncidentRow(**values)
 
 
 @pytest.fixture

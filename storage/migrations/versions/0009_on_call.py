@@ -1,7 +1,7 @@
 """owners, versions and timelines
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-04 03:20:00.000000
 
 An incident gets an owner (who is handling it) and a version (bumped by every change: the
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0006"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

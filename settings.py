@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -18,6 +19,26 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """`90s`, `15m`, `4h`, `1d` or a plain number of seconds; `off` (or 0) for none."""
+    if not isinstance(value, str):
+        return value or None
+    text = value.strip().lower()
+    if text in ("", "off", "0"):
+        return None
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError("must be a duration like 90s, 15m, 4h or 1d, or off")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return seconds or None
+
+
+Duration = Annotated[Annotated[float, Field(gt=0)] | None, BeforeValidator(parse_duration)]
+"""Seconds, written `90s`, `15m`, `4h`, `1d` or as a plain number; None when off."""
 # Telegram's rule for setWebhook's secret_token.
 WEBHOOK_SECRET_PATTERN = r"^[A-Za-z0-9_-]{1,256}$"
 
@@ -50,6 +71,13 @@ class Settings(BaseSettings):
     # Several instances on one database: how soon a standby takes over from an active
     # instance that stopped (killed, cut off).
     failover_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+
+    # Reminders in the chat, as a reply to the card: an open incident nobody took, after
+    # REMIND_AFTER and then every REMIND_EVERY; an in-progress one with no event for
+    # STALE_AFTER nudges its owner. `off` turns one off.
+    remind_after: Duration = 15 * 60
+    remind_every: Duration = 60 * 60
+    stale_after: Duration = 4 * 60 * 60
     # Concurrent writes share a transaction, SQLite statements take one trip to its
     # driver. `off` runs the store plainly, with the same behaviour (to rule them out).
     fast_paths: bool = True

@@ -135,6 +135,8 @@ class Incident(Base):
     owner_name: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
     # Goes up by one with every change (each event on its timeline): the HTTP API's ETag.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # No reminders (nor alert-repeat edits of the card) until then.
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         UniqueConstraint("chat_id", "message_id"),
@@ -185,6 +187,7 @@ class IncidentRow(NamedTuple):
     owner_id: int | None
     owner_name: str | None
     version: int
+    snoozed_until: datetime | None = None
 
 
 NO_CHAT = 0
@@ -221,6 +224,8 @@ class EventKind(StrEnum):
     OWNER_SET = "owner_set"
     OWNER_RELEASED = "owner_released"
     NOTE = "note"
+    REMINDER_SENT = "reminder_sent"
+    SNOOZED = "snoozed"
 
 
 class IncidentEvent(Base):
@@ -268,6 +273,8 @@ class DeliveryKind(StrEnum):
     """Send the incident's card: a reply to its report, or an announcement."""
     CARD_EDIT = "card_edit"
     """Edit the incident's existing card to show it as it is now."""
+    REMINDER = "reminder"
+    """A reply to the card: nobody has taken the incident, or nothing happened for long."""
 
 
 class DeliveryState(StrEnum):

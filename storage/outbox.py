@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,20 +51,44 @@ def queue_card_edit(session: AsyncSession, incident_id: int, chat_id: int) -> No
     The edit keeps the language the card was first written in. Nothing is sent from the
     row itself: the sender draws the card from the incident as it is when it edits.
     """
-    card_locale = (
-        select(Delivery.locale)
-        .where(Delivery.incident_id == incident_id, Delivery.kind == DeliveryKind.CARD)
-        .order_by(Delivery.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
     session.add(
         Delivery(
             kind=DeliveryKind.CARD_EDIT,
             incident_id=incident_id,
             chat_id=chat_id,
-            locale=card_locale,
+            locale=_card_locale(incident_id),
         )
+    )
+
+
+def queue_card_reply(
+    session: AsyncSession,
+    incident_id: int,
+    chat_id: int,
+    card_message_id: int | None,
+    kind: DeliveryKind,
+) -> None:
+    """Queue, in `session`'s transaction, a message of `kind` replying to the incident's
+    card, in the card's language; drawn from the incident when it is sent."""
+    session.add(
+        Delivery(
+            kind=kind,
+            incident_id=incident_id,
+            chat_id=chat_id,
+            reply_to_message_id=card_message_id,
+            locale=_card_locale(incident_id),
+        )
+    )
+
+
+def _card_locale(incident_id: int) -> Any:
+    """The language the incident's card was written in, as a scalar subquery."""
+    return (
+        select(Delivery.locale)
+        .where(Delivery.incident_id == incident_id, Delivery.kind == DeliveryKind.CARD)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
 
 

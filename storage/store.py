@@ -53,7 +53,8 @@ from storage.models import (
     IncidentRow,
     utcnow,
 )
-from storage.outbox import Outbox, queue_card_edit
+from storage.outbox import Outbox, queue_card_edit, queue_card_reply
+from storage.reminders import Reminder, ReminderPolicy, due_query
 from storage.rules import (
     DEFAULT_SOURCE,
     INCIDENT_ID_MAX,
@@ -828,6 +829,79 @@ class IncidentStore:
             )[0]
         )
         return EventPage([EventRow._make(row[:-1]) for row in rows], int(total))
+
+    async def snooze(
+        self,
+        incident_id: int,
+        until: datetime,
+        by: Actor,
+        *,
+        chats: ChatScope | None = None,
+    ) -> Amended:
+        """No reminders (nor alert-repeat edits of its card) until `until`."""
+
+        def snooze_it(incident: IncidentRow, now: datetime) -> _Amendment:
+            return _Amendment(
+                {"snoozed_until": until},
+                [_event(incident.id, now, EventKind.SNOOZED, by, text=until.isoformat())],
+            )
+
+        return await self._amend(incident_id, snooze_it, chats=chats)
+
+    async def due_reminders(
+        self, policy: ReminderPolicy, now: datetime, *, limit: int = 100
+    ) -> Sequence[int]:
+        """The incidents due a reminder now (see `storage.reminders`), oldest first."""
+        if not policy.enabled:
+            return []
+        statement = due_query(
+            untaken=policy.remind_after is not None, stale=policy.stale_after is not None
+        )
+        rows = await self._statements.all(statement, {**policy.bounds(now), "limit": limit})
+        return [row[0] for row in rows]
+
+    async def remind(self, incident_id: int, policy: ReminderPolicy, now: datetime) -> bool:
+        """Record a reminder of the incident, if it is still due one: a `reminder_sent`
+        event and, in the same transaction, the reply to its card in the outbox. False
+        when it no longer is (taken, resolved, snoozed, or reminded meanwhile)."""
+        statement = due_query(
+            untaken=policy.remind_after is not None,
+            stale=policy.stale_after is not None,
+            one=True,
+        )
+        async with self._writers.session() as session:
+            params = {**policy.bounds(now), "limit": 1, "id": incident_id}
+            row = (await session.execute(statement, params)).first()
+            if row is None:
+                return False
+            _, version, untaken = row
+            updated = (
+                await session.execute(
+                    update(_INCIDENTS)
+                    .where(_INCIDENTS.c.id == incident_id, _INCIDENTS.c.version == version)
+                    .values(version=version + 1, updated_at=_INCIDENTS.c.updated_at)
+                    .returning(*_ROW_COLUMNS)
+                )
+            ).first()
+            if updated is None:
+                return False  # changed meanwhile: judged again next round
+            incident = IncidentRow._make(updated)
+            reminder = Reminder.UNTAKEN if untaken else Reminder.STALE
+            await session.execute(
+                _INSERT_EVENTS,
+                [_event(incident.id, now, EventKind.REMINDER_SENT, Actor(None), text=reminder)],
+            )
+            assert incident.card_chat_id is not None  # due_query takes only carded ones
+            queue_card_reply(
+                session,
+                incident.id,
+                incident.card_chat_id,
+                incident.card_message_id,
+                DeliveryKind.REMINDER,
+            )
+            await session.commit()
+        self._delivery_queued()
+        return True
 
     async def _write_creations(self, batch: Sequence[_Creation]) -> Sequence[Created | Exception]:
         """INSERTs for the batch's incidents (a few, of fixed sizes), one for their cards,

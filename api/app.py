@@ -16,9 +16,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from api import health, incidents
-from api.dependencies import ApiKeyDocumented
+from api import alerts, health, incidents
+from api.dependencies import ApiKeyDocumented, BearerDocumented
 from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
+from storage.alerts import AlertStore
 from storage.errors import describe, is_storage_unavailable
 from storage.leadership import Leadership
 from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
@@ -39,8 +40,12 @@ Incidents reported by on-call chats, monitoring systems and people, tracked thro
 `open → in_progress | resolved | closed`, `in_progress → resolved | closed`,
 `resolved → in_progress | closed`; `closed` is final.
 
-When the service has an `API_KEY`, every `/incidents` route needs it in the
-`X-API-Key` header. `/health` is always open.
+Monitoring systems post their own alert formats to `/alerts/alertmanager`,
+`/alerts/grafana` and `/alerts`: one incident per problem (a group, a `dedup_key`) while
+it lasts, resolved when it is over.
+
+When the service has an `API_KEY`, every `/incidents` and `/alerts` route needs it, in
+the `X-API-Key` header or as `Authorization: Bearer <key>`. `/health` is always open.
 """
 
 
@@ -50,12 +55,14 @@ def create_app(
     api_key: SecretStr | None,
     announce_chat_id: int | None = None,
     leadership: Leadership | None = None,
+    alert_store: AlertStore | None = None,
 ) -> FastAPI:
-    """Build the HTTP API over `store`; with `api_key`, /incidents requires X-API-Key.
+    """Build the HTTP API over `store`; with `api_key`, /incidents and /alerts require it.
 
     With `announce_chat_id`, each incident created here is announced in that Telegram
     chat: its card is queued in the outbox with the incident, for the bot to post.
     `leadership` (when the bot runs) is what /health reports as the instance's bot role.
+    `alert_store` applies what /alerts receives (by default one over `store`).
     """
     app = FastAPI(
         title="incident-bot",
@@ -64,6 +71,10 @@ def create_app(
         max_body_size=MAX_BODY_BYTES,
         openapi_tags=[
             {"name": "incidents", "description": "Report, list and move incidents."},
+            {
+                "name": "alerts",
+                "description": "Alerts from monitoring systems, in their own formats.",
+            },
             {"name": "health", "description": "Liveness and database readiness."},
         ],
     )
@@ -71,6 +82,7 @@ def create_app(
     app.state.api_key = api_key
     app.state.announce_chat_id = announce_chat_id
     app.state.leadership = leadership
+    app.state.alerts = alert_store or AlertStore(store)
 
     app.exception_handler(RequestValidationError)(_request_invalid)
     app.exception_handler(405)(_method_not_allowed)
@@ -83,16 +95,17 @@ def create_app(
     app.exception_handler(OSError)(_storage_failed)
 
     app.include_router(health.router)
-    if api_key is None:
-        app.include_router(incidents.router, responses=STORAGE_UNAVAILABLE)
-    else:
+    for router in (incidents.router, alerts.router):
+        if api_key is None:
+            app.include_router(router, responses=STORAGE_UNAVAILABLE)
+            continue
         app.include_router(
-            incidents.router,
-            dependencies=[ApiKeyDocumented],
+            router,
+            dependencies=[ApiKeyDocumented, BearerDocumented],
             responses={
                 401: {
                     "model": ErrorOut,
-                    "description": "Missing or wrong X-API-Key",
+                    "description": "Missing or wrong key (X-API-Key or Authorization: Bearer)",
                     "headers": {
                         "WWW-Authenticate": {
                             "description": "APIKey",

@@ -10,7 +10,7 @@ errors below.
 from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, cached_property
@@ -624,6 +624,33 @@ class IncidentStore:
     def _delivery_queued(self) -> None:
         if self._on_delivery_queued is not None:
             self._on_delivery_queued()
+
+    # -- for the modules that write incidents beside the store (storage.alerts) ---------
+
+    @property
+    def writers(self) -> Writers:
+        """The store's write transactions: a module writing incidents beside the store
+        takes turns with the store's own writes through them (see `Writers`)."""
+        return self._writers
+
+    async def count_changes(
+        self,
+        connection: AsyncConnection,
+        changes: Iterable[tuple[IncidentRow | None, IncidentRow]],
+    ) -> None:
+        """Keep `incident_counts` in step with incidents written beside the store, in that
+        write's transaction: (None, incident) for one created, (before, after) for one
+        whose status (or source) changed."""
+        deltas: Counter[tuple[int, Status, str]] = Counter()
+        for before, after in changes:
+            if before is not None:
+                deltas[_counted(before)] -= 1
+            deltas[_counted(after)] += 1
+        await self._add_to_counts(connection, deltas)
+
+    def notify_delivery_queued(self) -> None:
+        """Wake the bot's sender: a commit made beside the store queued a delivery."""
+        self._delivery_queued()
 
     @staticmethod
     async def _find_duplicate(session: AsyncSession, new: NewIncident) -> IncidentRow | None:

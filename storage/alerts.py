@@ -151,9 +151,16 @@ class _Checked:
 class AlertStore:
     """Turns alerts into incidents of `store`, one per key while it is unresolved."""
 
-    def __init__(self, store: IncidentStore, *, edit_interval: timedelta = EDIT_INTERVAL) -> None:
+    def __init__(
+        self,
+        store: IncidentStore,
+        *,
+        edit_interval: timedelta = EDIT_INTERVAL,
+        repeat_min_gap: timedelta = REPEAT_MIN_GAP,
+    ) -> None:
         self._store = store
         self._edit_interval = edit_interval
+        self._repeat_min_gap = repeat_min_gap
 
     async def receive(self, alert: Alert, *, card: CardRequest | None = None) -> AlertReceived:
         """Apply the alert, committed before this returns.
@@ -251,7 +258,7 @@ class AlertStore:
         """Count a repeat on the key's unresolved incident; None if its status changed
         meanwhile (it may need a new incident now)."""
         now = utcnow()
-        counted = case((_INCIDENTS.c.last_seen_at > now - REPEAT_MIN_GAP, 0), else_=1)
+        counted = case((_INCIDENTS.c.last_seen_at > now - self._repeat_min_gap, 0), else_=1)
         updated = await session.execute(
             update(_INCIDENTS)
             .where(_INCIDENTS.c.id == current.id, _INCIDENTS.c.status.in_(UNRESOLVED))

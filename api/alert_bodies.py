@@ -189,16 +189,20 @@ def _group_alert(
 def _description(
     body: AlertmanagerNotification, alerts: list[PrometheusAlert], *, fallback_title: str
 ) -> str:
-    """Title (a summary or the alert's name), the group's description, how many alerts
-    fire and on what, and a link to where they come from."""
-    first = alerts[0] if alerts else None
-    annotations = {**(first.annotations if first else {}), **body.common_annotations}
-    labels = {**(first.labels if first else {}), **body.common_labels}
-    name = labels.get("alertname") or body.group_labels.get("alertname")
+    """A title, the group's description, how many alerts fire and on what, and a link to
+    where they come from.
+
+    The title is the group's summary, else the one summary all its alerts share, else
+    its alert name, else the names of its alerts, else the body's own title (Grafana's).
+    """
+    summaries = _distinct(alert.annotations.get("summary") for alert in alerts)
+    names = _distinct(alert.labels.get("alertname") for alert in alerts)
     title = (
         body.common_annotations.get("summary")
-        or name
-        or annotations.get("summary")
+        or (summaries[0] if len(summaries) == 1 else "")
+        or body.common_labels.get("alertname")
+        or body.group_labels.get("alertname")
+        or ", ".join(names[:LISTED_INSTANCES])
         or fallback_title
         or "Alert"
     )
@@ -207,7 +211,7 @@ def _description(
     if detail and detail != title:
         lines.append(_cut(detail))
     lines.append(_where(body, alerts))
-    link = _link(first, body.external_url)
+    link = _link(alerts[0] if alerts else None, body.external_url)
     if link:
         lines.append(link)
     return "\n".join(lines)[:DESCRIPTION_MAX_LENGTH]

@@ -19,7 +19,7 @@ from starlette.routing import compile_path
 from api import alerts, health, incidents
 from api.dependencies import ApiKeyDocumented, BearerDocumented
 from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
-from storage.alerts import AlertStore
+from storage.alerts import AlertRaceError, AlertStore
 from storage.errors import describe, is_storage_unavailable
 from storage.leadership import Leadership
 from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
@@ -89,6 +89,7 @@ def create_app(
     app.exception_handler(IncidentNotFoundError)(_incident_not_found)
     app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
+    app.exception_handler(AlertRaceError)(_alert_kept_changing)
     app.exception_handler(DBAPIError)(_storage_failed)
     app.exception_handler(PoolTimeoutError)(_storage_failed)
     # A database server that cannot be reached: the driver's socket error, as it is.
@@ -204,6 +205,14 @@ async def _storage_failed(request: Request, error: Exception) -> JSONResponse:
         describe(error),
     )
     body = ErrorOut(detail="The database is unavailable right now; try again later.")
+    return JSONResponse(status_code=503, content=body.model_dump(), headers=retry_after())
+
+
+async def _alert_kept_changing(request: Request, error: AlertRaceError) -> JSONResponse:
+    # Other instances kept changing the alert's incident under this one: the monitoring
+    # system's retry will find it settled.
+    logger.warning("%s %s: answered 503: %s", request.method, request.url.path, error)
+    body = ErrorOut(detail="The alert's incident kept changing; try again later.")
     return JSONResponse(status_code=503, content=body.model_dump(), headers=retry_after())
 
 

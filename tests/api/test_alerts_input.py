@@ -12,6 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+import storage.alerts
 from tests.alert_samples import ALERTMANAGER_EXAMPLE, GRAFANA_EXAMPLE, alertmanager_group
 from tests.api.test_alerts import ALERTMANAGER, EVENTS, GRAFANA, total
 
@@ -226,3 +227,16 @@ class TestWithKey:
         response = await client.get("/incidents", headers={"Authorization": f"Bearer {self.KEY}"})
 
         assert response.status_code == 200
+
+
+async def test_alert_whose_incident_keeps_changing_gets_503_to_retry(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if other instances won the race for the key every time it was tried.
+    monkeypatch.setattr(storage.alerts, "MAX_ATTEMPTS", 0)
+
+    response = await client.post(ALERTMANAGER, json=ALERTMANAGER_EXAMPLE)
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The alert's incident kept changing; try again later."}
+    assert int(response.headers["Retry-After"]) > 0

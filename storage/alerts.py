@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Insert, case, func, insert, select, update
+from sqlalchemy import Insert, and_, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -258,7 +258,11 @@ class AlertStore:
         """Count a repeat on the key's unresolved incident; None if its status changed
         meanwhile (it may need a new incident now)."""
         now = utcnow()
-        counted = case((_INCIDENTS.c.last_seen_at > now - self._repeat_min_gap, 0), else_=1)
+        seen = _INCIDENTS.c.last_seen_at
+        gap = self._repeat_min_gap
+        # Another instance may have written a later time than this one's `now` meanwhile:
+        # the gap is counted either way, and the time seen last never goes back.
+        counted = case((and_(seen > now - gap, seen < now + gap), 0), else_=1)
         updated = await session.execute(
             update(_INCIDENTS)
             .where(_INCIDENTS.c.id == current.id, _INCIDENTS.c.status.in_(UNRESOLVED))
@@ -266,7 +270,7 @@ class AlertStore:
                 description=checked.description,
                 severity=checked.severity or current.severity,
                 repeat_count=_INCIDENTS.c.repeat_count + counted,
-                last_seen_at=now,
+                last_seen_at=case((seen > now, seen), else_=now),
                 updated_at=now,
             )
             .returning(*_ROW_COLUMNS)

@@ -350,11 +350,10 @@ async def test_same_alert_received_by_instances_at_once_makes_one_incident(
         await other_engine.dispose()
 
     page = await store.list()
-    assert [(i.status, i.repeat_count, i.previous_id) for i in page.items] == [
-        (Status.RESOLVED, 7, 2),
-        (Status.RESOLVED, 7, 1),
-        (Status.RESOLVED, 7, None),
-    ]
+    assert [(i.status, i.repeat_count) for i in page.items] == [(Status.RESOLVED, 7)] * 3
+    # Each names the one before (on PostgreSQL, ids that lost races are skipped).
+    earlier = [incident.id for incident in page.items[1:]]
+    assert [incident.previous_id for incident in page.items] == [*earlier, None]
     kinds = [d.kind for d in await deliveries(engine)]
     assert kinds.count(DeliveryKind.CARD) == 3
     assert kinds.count(DeliveryKind.RESOLVED_NOTICE) == 3

@@ -5,15 +5,17 @@ and one incident however many instances receive the same alert at once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import Connection, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.alerts import Alert, AlertAction, AlertOutcome, AlertStore
-from storage.database import create_engine, create_session_factory
+from storage.database import alembic_config, create_engine, create_session_factory
 from storage.models import AlertKey, Delivery, DeliveryKind, DeliveryState, utcnow
 from storage.rules import InvalidIncidentError, Status
 from storage.store import CardRequest, IncidentStore
@@ -357,4 +359,39 @@ async def test_same_alert_received_by_instances_at_once_makes_one_incident(
     kinds = [d.kind for d in await deliveries(engine)]
     assert kinds.count(DeliveryKind.CARD) == 3
     assert kinds.count(DeliveryKind.RESOLVED_NOTICE) == 3
+    assert await counts_match_incidents(engine)
+
+
+def _migrate_to(revision: str) -> Callable[[Connection], None]:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        if revision == "head":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+
+    return run
+
+
+async def test_migration_down_and_up_again_keeps_incidents_and_their_cards(
+    alerts: AlertStore, store: IncidentStore, engine: AsyncEngine
+) -> None:
+    await alerts.receive(firing(), card=CardRequest(CHAT))
+    await alerts.receive(resolved())
+
+    async with engine.begin() as connection:
+        await connection.run_sync(_migrate_to("0006"))
+        kept = (await connection.execute(text("SELECT kind, state FROM outbox"))).all()
+    async with engine.begin() as connection:
+        await connection.run_sync(_migrate_to("head"))
+
+    # Going down forgets what only alerts have (the notice); the card stays queued.
+    assert [tuple(row) for row in kept] == [("card", "pending")]
+    incident = await store.get(1)
+    assert (incident.status, incident.repeat_count, incident.severity) == (
+        Status.RESOLVED,
+        0,
+        None,
+    )
     assert await counts_match_incidents(engine)

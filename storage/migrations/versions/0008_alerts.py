@@ -51,7 +51,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key_hash", name=op.f("pk_alert_keys")),
     )
     op.create_index(op.f("ix_alert_keys_incident_id"), "alert_keys", ["incident_id"])
-    # SQLite cannot change a table's constraints in place: batch mode copies the table.
+    # SQLite cannot change a table's constraints in place: batch mode copies the table
+    # (safe for the outbox: no other table refers to it).
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("actor", sa.String(length=128), nullable=True))
         batch.drop_constraint(op.f("ck_outbox_kind_known"), type_="check")
@@ -66,8 +67,7 @@ def downgrade() -> None:
         batch.drop_column("actor")
     op.drop_index(op.f("ix_alert_keys_incident_id"), table_name="alert_keys")
     op.drop_table("alert_keys")
-    with op.batch_alter_table("incidents") as batch:
-        batch.drop_column("previous_id")
-        batch.drop_column("last_seen_at")
-        batch.drop_column("repeat_count")
-        batch.drop_column("severity")
+    # Not in batch mode: copying `incidents` on SQLite would drop the table, and with it,
+    # through ON DELETE CASCADE, every outbox row. SQLite 3.35+ drops a column in place.
+    for column in ("previous_id", "last_seen_at", "repeat_count", "severity"):
+        op.drop_column("incidents", column)

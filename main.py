@@ -95,6 +95,7 @@ async def serve(settings: Settings) -> None:
 
     from api.app import create_app
     from api.server import create_server
+    from metrics import Metrics
     from storage.database import create_engine, create_session_factory, migrate
     from storage.store import IncidentStore
 
@@ -103,9 +104,12 @@ async def serve(settings: Settings) -> None:
         await migrate(engine)
         # Set whenever a change queues a message for the chat: wakes the bot's sender.
         delivery_queued = asyncio.Event()
+        metrics = Metrics() if settings.metrics else None
         store = IncidentStore(
             create_session_factory(engine),
             on_delivery_queued=delivery_queued.set if settings.bot_enabled else None,
+            on_status_changed=None if metrics is None else metrics.status_changed,
+            fast_paths=settings.fast_paths,
         )
         leadership = None
         if settings.bot_enabled:
@@ -117,6 +121,7 @@ async def serve(settings: Settings) -> None:
             api_key=settings.api_key,
             announce_chat_id=settings.notify_chat_id if settings.bot_enabled else None,
             leadership=leadership,
+            metrics=metrics,
         )
         server = create_server(
             app,
@@ -137,6 +142,7 @@ async def serve(settings: Settings) -> None:
                 delivery_queued=delivery_queued,
                 on_token_rejected=stop_signals.stop,
                 leadership=leadership,
+                metrics=metrics,
             ):
                 freeze_startup_objects()
                 await server.serve()

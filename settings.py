@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # server at that URL's path, behind your HTTPS proxy); unset, the bot long-polls.
     webhook_url: AnyHttpUrl | None = None
     webhook_secret: SecretStr | None = None
+    # Who may change incidents in the chat: these user ids, and/or with OPERATORS=admins
+    # each group's administrators. Neither: everyone in a served chat.
+    operator_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    operators: Literal["everyone", "admins"] = "everyone"
 
     # Storage
     database_url: str = "sqlite+aiosqlite:///incidents.db"
@@ -46,11 +50,16 @@ class Settings(BaseSettings):
     # Several instances on one database: how soon a standby takes over from an active
     # instance that stopped (killed, cut off).
     failover_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+    # Concurrent writes share a transaction, SQLite statements take one trip to its
+    # driver. `off` runs the store plainly, with the same behaviour (to rule them out).
+    fast_paths: bool = True
 
     # HTTP API
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     api_key: SecretStr | None = None
+    # GET /metrics in Prometheus' text format, open without API_KEY; off answers 404.
+    metrics: bool = True
 
     log_level: str = "INFO"
 
@@ -64,9 +73,16 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("allowed_chat_ids", mode="before")
+    @field_validator("operators", mode="before")
     @classmethod
-    def _split_chat_ids(cls, value: Any) -> Any:
+    def _blank_is_everyone(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or "everyone"
+        return value
+
+    @field_validator("allowed_chat_ids", "operator_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value

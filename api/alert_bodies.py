@@ -38,6 +38,8 @@ ANNOTATION_MAX_LENGTH = 1000
 """How much of one annotation (a summary, a description) an incident's description takes."""
 GENERIC_SOURCE = "monitoring"
 """The source of a generic event that names none."""
+GENERIC_ORIGIN = "alerts"
+"""Where a generic event came from, as the timeline's "created" event says it."""
 
 Labels = dict[str, str]
 
@@ -144,6 +146,7 @@ class GenericTrigger(_GenericEvent):
             description=self.description,
             source=self.source,
             actor=self.source,
+            origin=GENERIC_ORIGIN,
             severity=self.severity,
         )
 
@@ -160,6 +163,7 @@ class GenericResolve(_GenericEvent):
             description="",
             source=self.source,
             actor=self.source,
+            origin=GENERIC_ORIGIN,
         )
 
 
@@ -182,6 +186,7 @@ def _group_alert(
         description=_description(body, shown, fallback_title=title),
         source=_source(labels.get("source"), default=kind),
         actor="Alertmanager" if kind == "alertmanager" else "Grafana",
+        origin=kind,
         severity=labels.get("severity"),
     )
 

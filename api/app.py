@@ -18,12 +18,20 @@ from starlette.routing import compile_path
 
 from api import alerts, health, incidents
 from api.dependencies import ApiKeyDocumented, BearerDocumented
+from api.metrics import router as metrics_router
+from api.request_metrics import RequestMetrics
 from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
+from metrics import Metrics
 from storage.alerts import AlertRaceError, AlertStore
 from storage.errors import describe, is_storage_unavailable
 from storage.leadership import Leadership
 from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
-from storage.store import IncidentNotFoundError, IncidentStore, TransitionNotAllowedError
+from storage.store import (
+    IncidentNotFoundError,
+    IncidentStore,
+    TransitionNotAllowedError,
+    VersionMismatchError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +53,8 @@ Monitoring systems post their own alert formats to `/alerts/alertmanager`,
 it lasts, resolved when it is over.
 
 When the service has an `API_KEY`, every `/incidents` and `/alerts` route needs it, in
-the `X-API-Key` header or as `Authorization: Bearer <key>`. `/health` is always open.
+the `X-API-Key` header or as `Authorization: Bearer <key>`. `/health` and `/metrics` are
+always open.
 """
 
 
@@ -55,6 +64,7 @@ def create_app(
     api_key: SecretStr | None,
     announce_chat_id: int | None = None,
     leadership: Leadership | None = None,
+    metrics: Metrics | None = None,
     alert_store: AlertStore | None = None,
 ) -> FastAPI:
     """Build the HTTP API over `store`; with `api_key`, /incidents and /alerts require it.
@@ -62,6 +72,8 @@ def create_app(
     With `announce_chat_id`, each incident created here is announced in that Telegram
     chat: its card is queued in the outbox with the incident, for the bot to post.
     `leadership` (when the bot runs) is what /health reports as the instance's bot role.
+    With `metrics`, every request is counted in them and /metrics serves them; without,
+    /metrics answers 404.
     `alert_store` applies what /alerts receives (by default one over `store`).
     """
     app = FastAPI(
@@ -76,18 +88,23 @@ def create_app(
                 "description": "Alerts from monitoring systems, in their own formats.",
             },
             {"name": "health", "description": "Liveness and database readiness."},
+            {"name": "metrics", "description": "Prometheus metrics (METRICS=off: 404)."},
         ],
     )
     app.state.store = store
     app.state.api_key = api_key
     app.state.announce_chat_id = announce_chat_id
     app.state.leadership = leadership
+    app.state.metrics = metrics
+    if metrics is not None:
+        app.add_middleware(RequestMetrics, metrics=metrics)
     app.state.alerts = alert_store or AlertStore(store)
 
     app.exception_handler(RequestValidationError)(_request_invalid)
     app.exception_handler(405)(_method_not_allowed)
     app.exception_handler(IncidentNotFoundError)(_incident_not_found)
     app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
+    app.exception_handler(VersionMismatchError)(_version_mismatch)
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
     app.exception_handler(AlertRaceError)(_alert_kept_changing)
     app.exception_handler(DBAPIError)(_storage_failed)
@@ -96,6 +113,7 @@ def create_app(
     app.exception_handler(OSError)(_storage_failed)
 
     app.include_router(health.router)
+    app.include_router(metrics_router)
     for router in (incidents.router, alerts.router):
         if api_key is None:
             app.include_router(router, responses=STORAGE_UNAVAILABLE)
@@ -191,6 +209,14 @@ async def _transition_not_allowed(
         allowed=list(error.allowed),
     )
     return JSONResponse(status_code=409, content=body.model_dump(mode="json"))
+
+
+async def _version_mismatch(request: Request, error: VersionMismatchError) -> JSONResponse:
+    return JSONResponse(
+        status_code=412,
+        content=ErrorOut(detail=str(error)).model_dump(),
+        headers={"ETag": incidents.entity_tag(error.incident)},
+    )
 
 
 async def _storage_failed(request: Request, error: Exception) -> JSONResponse:

@@ -12,15 +12,17 @@ from api.routing import KeyFirstRoute
 from api.schemas import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     ErrorOut,
+    EventOut,
     IncidentCreate,
     IncidentOut,
+    IncidentPatch,
     Source,
     StatusUpdate,
     TransitionErrorOut,
 )
 from storage.models import IncidentRow
 from storage.rules import INCIDENT_ID_MAX, Status, excerpt
-from storage.store import NewIncident
+from storage.store import UNSET, Actor, NewIncident, Unset
 
 # Who the store records as the author of changes made through this API.
 API_ACTOR = "api"
@@ -79,13 +81,36 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 # the documented schema; the bytes are the same either way.
 _INCIDENT_LIST = TypeAdapter(list[IncidentOut])
 _INCIDENT = TypeAdapter(IncidentOut)
+_EVENT_LIST = TypeAdapter(list[EventOut])
 
 
 def _incident_response(
     incident: IncidentRow, *, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     body = _INCIDENT.dump_json(_INCIDENT.validate_python(incident, from_attributes=True))
+    headers = {**(headers or {}), "ETag": entity_tag(incident)}
     return Response(body, status_code, headers, media_type="application/json")
+
+
+def entity_tag(incident: IncidentRow) -> str:
+    """The incident's ETag: its version, which every change moves on."""
+    return f'"v{incident.version}"'
+
+
+def _tagged_versions(header: str) -> set[int] | None:
+    """The versions an If-Match or If-None-Match header names; None for `*` (any).
+
+    Tags this API never gave (another format, a weak one for If-Match) name no version.
+    """
+    versions: set[int] = set()
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*":
+            return None
+        tag = tag.removeprefix("W/")
+        if tag.startswith('"v') and tag.endswith('"') and tag[2:-1].isdigit():
+            versions.add(int(tag[2:-1]))
+    return versions
 
 
 @router.post(
@@ -190,10 +215,119 @@ async def list_incidents(
     )
 
 
-@router.get("/{incident_id}", response_model=IncidentOut, responses=_NOT_FOUND)
-async def get_incident(incident_id: IncidentId, store: Store) -> Response:
-    """Get one incident."""
-    return _incident_response(await store.get(incident_id))
+_ETAG = {
+    "ETag": {"description": "The incident's version, for If-Match", "schema": {"type": "string"}}
+}
+
+
+@router.get(
+    "/{incident_id}",
+    response_model=IncidentOut,
+    responses={
+        **_NOT_FOUND,
+        200: {"headers": _ETAG},
+        304: {"description": "Unchanged since the version If-None-Match names", "headers": _ETAG},
+    },
+)
+async def get_incident(
+    incident_id: IncidentId,
+    store: Store,
+    if_none_match: Annotated[
+        str | None,
+        Header(
+            max_length=1024,
+            description="An ETag from before: 304 without a body if it is still current.",
+        ),
+    ] = None,
+) -> Response:
+    """Get one incident, with its version as the ETag."""
+    incident = await store.get(incident_id)
+    if if_none_match is not None:
+        versions = _tagged_versions(if_none_match)
+        if versions is None or incident.version in versions:
+            return Response(status_code=304, headers={"ETag": entity_tag(incident)})
+    return _incident_response(incident)
+
+
+@router.patch(
+    "/{incident_id}",
+    response_model=IncidentOut,
+    responses={
+        **_NOT_FOUND,
+        200: {"headers": _ETAG},
+        409: {
+            "model": TransitionErrorOut,
+            "description": "The incident's current status does not allow the requested one",
+        },
+        412: {
+            "model": ErrorOut,
+            "description": "The incident changed since the version If-Match names",
+            "headers": _ETAG,
+        },
+    },
+)
+async def amend_incident(
+    incident_id: IncidentId,
+    patch: IncidentPatch,
+    store: Store,
+    if_match: Annotated[
+        str | None,
+        Header(
+            max_length=1024,
+            description=(
+                "The ETag the change is based on: if the incident has changed since, 412"
+                " and nothing changes."
+            ),
+        ),
+    ] = None,
+) -> Response:
+    """Change status, description and owner at once, each an event on the timeline."""
+    owner: Actor | Unset | None = UNSET
+    if "owner" in patch.model_fields_set:
+        owner = None if patch.owner is None else Actor(patch.owner.name, patch.owner.id)
+    versions = None if if_match is None else _tagged_versions(if_match)
+    result = await store.amend(
+        incident_id,
+        by=Actor(API_ACTOR),
+        status=patch.status,
+        description_append=patch.description_append,
+        owner=owner,
+        if_versions=None if versions is None else frozenset(versions),
+    )
+    return _incident_response(result.incident)
+
+
+@router.get(
+    "/{incident_id}/events",
+    response_model=list[EventOut],
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "headers": {
+                TOTAL_COUNT_HEADER: {
+                    "description": "How many events the incident has, on all pages",
+                    "schema": {"type": "integer"},
+                }
+            }
+        },
+    },
+)
+async def list_incident_events(
+    incident_id: IncidentId,
+    store: Store,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=INCIDENT_ID_MAX, description="How many events to skip.")
+    ] = 0,
+) -> Response:
+    """The incident's timeline, oldest first: every change, who made it and when."""
+    page = await store.events(incident_id, limit=limit, offset=offset)
+    items = _EVENT_LIST.validate_python(page.items, from_attributes=True)
+    return Response(
+        _EVENT_LIST.dump_json(items),
+        media_type="application/json",
+        headers={TOTAL_COUNT_HEADER: str(page.total)},
+    )
 
 
 @router.patch(

@@ -9,16 +9,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    computed_field,
+    model_validator,
+)
 
+from storage.models import EventKind
 from storage.rules import (
     DEFAULT_SOURCE,
     DESCRIPTION_MAX_LENGTH,
     DESCRIPTION_PATTERN,
+    INCIDENT_ID_MAX,
+    NAME_MAX_LENGTH,
     SOURCE_MAX_LENGTH,
     SOURCE_PATTERN,
     Status,
     normalize_description,
+    normalize_name,
     normalize_source,
 )
 
@@ -37,6 +49,21 @@ Description = Annotated[
     ),
 ]
 """Control characters removed, trimmed, 1-4096 characters, something visible among them."""
+
+
+def _visible_name(raw: str) -> str:
+    name = normalize_name(raw)
+    if name is None:
+        raise ValueError("Name is empty")
+    return name
+
+
+Name = Annotated[
+    str,
+    AfterValidator(_visible_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH}),
+]
+"""A person's name: cleaned like a description, cut to 128 characters, not empty."""
 
 Source = Annotated[
     str,
@@ -77,6 +104,47 @@ class StatusUpdate(BaseModel):
     status: Status = Field(description="The status to move the incident to.")
 
 
+class Owner(BaseModel):
+    """Who is handling an incident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int | None = Field(
+        default=None,
+        ge=1,
+        le=INCIDENT_ID_MAX,
+        description="Their Telegram user id, if they are one (null for someone else).",
+    )
+    name: Name = Field(description="Their name, as cards show it.")
+
+
+class IncidentPatch(BaseModel):
+    """Changes to make together, in one transaction, each recorded on the timeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = Field(
+        default=None, description="The status to move to (the same rules as /status)."
+    )
+    description_append: Description | None = Field(
+        default=None,
+        description=(
+            "Text added to the description on a line of its own (cleaned as a description"
+            " is; the whole must stay within 4096 characters)."
+        ),
+        examples=["Restarted the router; watching."],
+    )
+    owner: Owner | None = Field(
+        default=None, description="The new owner; null gives the incident back (no owner)."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> IncidentPatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of status, description_append, owner")
+        return self
+
+
 class IncidentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -90,6 +158,37 @@ class IncidentOut(BaseModel):
         description="Who reported it: 'api', a Telegram user or a monitoring system."
     )
     updated_by: str | None = Field(description="Who last changed its status.")
+    owner_id: int | None = Field(default=None, exclude=True)
+    owner_name: str | None = Field(default=None, exclude=True)
+
+    @computed_field(description="Who is handling it, or null.")  # type: ignore[prop-decorator]
+    @property
+    def owner(self) -> Owner | None:
+        if self.owner_name is None:
+            return None
+        return Owner(id=self.owner_id, name=self.owner_name)
+
+
+class EventOut(BaseModel):
+    """One change on an incident's timeline."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime = Field(description="When it happened (UTC).")
+    kind: EventKind
+    actor: str | None = Field(description="Who: a Telegram user's name, 'api', or a system.")
+    actor_id: int | None = Field(description="The actor's Telegram user id, if a user.")
+    status_from: Status | None = Field(description="For status_changed: the status before.")
+    status_to: Status | None = Field(
+        description="For status_changed: the status after; for created: the first status."
+    )
+    text: str | None = Field(
+        description=(
+            "For a note, an edit or an appended text: the text; for owner_set/owner_released:"
+            " the owner's name; for created: where from (chat, api, ...)."
+        )
+    )
 
 
 class AlertIncidentOut(IncidentOut):

@@ -8,23 +8,27 @@ handled. The rate is the backlog over the time from the first getUpdates to the
 confirmation of the last update, both on the stand-in's clock.
 
 References, in the same run: aiogram's own polling and dispatch of the same backlog to a
-handler that does nothing (one update at a time, `handle_as_tasks=False`), and plain
-`sqlite3` inserting the same incident rows into the same schema, one transaction per row,
-with the service's pragmas (WAL, synchronous=NORMAL).
+handler that does nothing (one update at a time, `handle_as_tasks=False`), and the plain
+driver inserting the same incident rows into the same schema, one transaction per row:
+`sqlite3` with the service's pragmas (WAL, synchronous=NORMAL), or on PostgreSQL
+`asyncpg` into a database of its own on the same server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from bench.databases import SQLITE, Databases, connect_asyncpg, create_schema
 from bench.report import TIMES, Row, per_second, ratio, verdict
-from bench.seed import TIME_FORMAT, connect, create_database, database_url
+from bench.seed import CHAT_ID, TIME_FORMAT, connect
 from bench.stub_server import REPORT, RemoteStub
 from main import freeze_startup_objects
 
@@ -43,17 +47,18 @@ async def _polled_rate(stub: RemoteStub, count: int, last_update_id: int) -> flo
     return count / (float(confirmed) - float(first_poll))
 
 
-async def measure_service(path: Path, count: int) -> tuple[float, str]:
+async def measure_service(database_url: str, count: int) -> tuple[float, str]:
     """The real bot: `run_bot` over the real store, polling the stand-in's backlog."""
     from bot.runner import run_bot
     from storage.database import create_engine, create_session_factory
+    from storage.models import Incident
     from storage.store import IncidentStore
 
-    await create_database(path)
+    await create_schema(database_url)
     async with RemoteStub() as stub:
         backlog = await stub.call("reports", count=count)
         settings = stub.settings(
-            database_url=database_url(path), allowed_chat_ids=frozenset({stub.chat_id})
+            database_url=database_url, allowed_chat_ids=frozenset({stub.chat_id})
         )
         engine = create_engine(settings.database_url)
         try:
@@ -66,10 +71,10 @@ async def measure_service(path: Path, count: int) -> tuple[float, str]:
             async with run_bot(settings, store, delivery_queued=delivery_queued):
                 rate = await _polled_rate(stub, count, backlog["last_update_id"])
                 pending = await store.outbox.pending_count()
+            async with engine.connect() as connection:
+                stored = await connection.scalar(select(func.count()).select_from(Incident))
         finally:
             await engine.dispose()
-    with sqlite3.connect(path) as connection:
-        stored = connection.execute("SELECT count(*) FROM incidents").fetchone()[0]
     if stored != count:
         raise RuntimeError(f"{count} reports confirmed, but {stored} incidents stored")
     return rate, f"{pending:,} cards still in the outbox then"
@@ -104,26 +109,28 @@ async def measure_aiogram(count: int) -> float:
             await polling
 
 
-async def measure_sqlite(path: Path, count: int) -> float:
+def report_row(number: int) -> tuple[str, int]:
+    """The description and message id of the `number`th report, as the bot stores them."""
+    return REPORT.format(number=number).removeprefix("[monitoring] "), number
+
+
+async def measure_sqlite(database_url: str, count: int) -> float:
     """Plain sqlite3: the same incident rows, one transaction each, same pragmas."""
-    await create_database(path)
-    connection = connect(path)
+    await create_schema(database_url)
+    path = make_url(database_url).database
+    assert path is not None
+    connection = connect(Path(path))
     try:
         started = time.perf_counter()
         for number in range(1, count + 1):
             now = datetime.now(UTC).strftime(TIME_FORMAT)
+            description, message_id = report_row(number)
             connection.execute("BEGIN")
             connection.execute(
                 "INSERT INTO incidents (description, status, source, created_at, updated_at,"
                 " created_by, updated_by, chat_id, message_id)"
                 " VALUES (?, 'open', 'monitoring', ?, ?, 'Alice', 'Alice', ?, ?)",
-                (
-                    REPORT.format(number=number).removeprefix("[monitoring] "),
-                    now,
-                    now,
-                    -1001000000001,
-                    number,
-                ),
+                (description, now, now, CHAT_ID, message_id),
             )
             connection.execute("COMMIT")
         return count / (time.perf_counter() - started)
@@ -131,16 +138,45 @@ async def measure_sqlite(path: Path, count: int) -> float:
         connection.close()
 
 
-async def run(quick: bool, progress: Callable[[str], None]) -> list[Row]:
+async def measure_asyncpg(database_url: str, count: int) -> float:
+    """Plain asyncpg: the same incident rows, one transaction each, one connection."""
+    await create_schema(database_url)
+    connection = await connect_asyncpg(make_url(database_url))
+    try:
+        started = time.perf_counter()
+        for number in range(1, count + 1):
+            now = datetime.now(UTC)
+            description, message_id = report_row(number)
+            async with connection.transaction():
+                await connection.execute(
+                    "INSERT INTO incidents (description, status, source, created_at,"
+                    " updated_at, created_by, updated_by, chat_id, message_id)"
+                    " VALUES ($1, 'open', 'monitoring', $2, $2, 'Alice', 'Alice', $3, $4)",
+                    description,
+                    now,
+                    CHAT_ID,
+                    message_id,
+                )
+        return count / (time.perf_counter() - started)
+    finally:
+        await connection.close()
+
+
+async def run(databases: Databases, quick: bool, progress: Callable[[str], None]) -> list[Row]:
     count = QUICK_UPDATES if quick else FULL_UPDATES
+    on_sqlite = databases.engine == SQLITE
+    driver = "sqlite3" if on_sqlite else "asyncpg"
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as directory:
         workdir = Path(directory)
         progress(f"ingestion: {count:,} reports through the bot")
-        service, note = await measure_service(workdir / "service.db", count)
+        async with databases.fresh("ours", workdir) as database_url:
+            service, note = await measure_service(database_url, count)
         progress("ingestion: the same through aiogram to a do-nothing handler")
         aiogram = await measure_aiogram(count)
-        progress("ingestion: the same rows through plain sqlite3")
-        plain = await measure_sqlite(workdir / "plain.db", count)
+        progress(f"ingestion: the same rows through plain {driver}")
+        async with databases.fresh("plain", workdir) as database_url:
+            measure_plain = measure_sqlite if on_sqlite else measure_asyncpg
+            plain = await measure_plain(database_url, count)
     met = service >= TARGET_SHARE * aiogram
     return [
         Row(
@@ -153,7 +189,7 @@ async def run(quick: bool, progress: Callable[[str], None]) -> list[Row]:
         ),
         Row(
             "ingestion",
-            f"{count:,} reports, vs plain sqlite3, one transaction per row",
+            f"{count:,} reports, vs plain {driver}, one transaction per row",
             per_second(service),
             per_second(plain),
             ratio(service, plain),

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bench.load import request_once
 from settings import Settings
 
@@ -91,27 +93,41 @@ def _spawn(name: str, command: list[str], env: dict[str, str], workdir: Path, po
     return Server(name, process, port, log_path)
 
 
-async def start_service(database: Path, workdir: Path) -> Server:
-    """`main.py` as it is deployed (default settings), HTTP only, over `database`."""
+async def start_service(database_url: str, workdir: Path) -> Server:
+    """`main.py` as it is deployed (default settings), HTTP only, over `database_url`."""
     port = free_port()
     env = clean_environment()
-    env.update(DATABASE_URL=f"sqlite+aiosqlite:///{database}", HTTP_HOST=HOST, HTTP_PORT=str(port))
+    env.update(DATABASE_URL=database_url, HTTP_HOST=HOST, HTTP_PORT=str(port))
     # The working directory holds no .env, so only these settings apply.
     server = _spawn("service", [sys.executable, str(REPO_ROOT / "main.py")], env, workdir, port)
     await server.wait_ready("/health")
     return server
 
 
-async def start_textbook(database: Path, workdir: Path) -> Server:
+def textbook_module(database_url: str) -> tuple[str, str]:
+    """The reference app for the engine `database_url` names, and the URL it is given.
+
+    On SQLite, the sync textbook app over the same file through the plain sqlite3 driver;
+    on any other engine, the async one, through the URL's own (async) driver.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        sync_url = url.set(drivername="sqlite")
+        return "bench.textbook_app", sync_url.render_as_string(hide_password=False)
+    return "bench.textbook_async_app", database_url
+
+
+async def start_textbook(database_url: str, workdir: Path) -> Server:
     """The reference app under uvicorn's command line with its defaults."""
     port = free_port()
+    module, textbook_url = textbook_module(database_url)
     env = clean_environment()
-    env.update(TEXTBOOK_DATABASE_URL=f"sqlite:///{database}", PYTHONPATH=str(REPO_ROOT))
+    env.update(TEXTBOOK_DATABASE_URL=textbook_url, PYTHONPATH=str(REPO_ROOT))
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.textbook_app:app",
+        f"{module}:app",
         "--host",
         HOST,
         "--port",

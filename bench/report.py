@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -25,7 +24,8 @@ class Row:
 
 
 TIMES = "\N{MULTIPLICATION SIGN}"
-HEADERS = ("section", "measurement", "incident-bot", "reference", "ratio", "target")
+HEADERS = ("section", "measurement", "incident-bot on {engine}", "reference", "ratio", "target")
+"""The table's header; the service's column names the engine its store ran on."""
 
 
 def ratio(value: float, reference: float) -> str:
@@ -56,10 +56,11 @@ def megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:,.1f} MB"
 
 
-def render_table(rows: list[Row]) -> str:
-    """A Markdown table, padded so it also reads well as plain text."""
+def render_table(rows: list[Row], engine: str) -> str:
+    """A Markdown table, padded so it also reads well as plain text; `engine` is what the
+    service's store ran on (e.g. "SQLite 3.40.1"), named in the header."""
     cells = [
-        HEADERS,
+        tuple(header.format(engine=engine) for header in HEADERS),
         *((r.section, r.measurement, r.value, r.reference, r.ratio, r.target) for r in rows),
     ]
     widths = [max(len(row[column]) for row in cells) for column in range(len(HEADERS))]
@@ -81,16 +82,18 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine() -> str:
+def machine(database: str, driver: str) -> str:
+    """The machine, the database (`database`: engine, version, where) and the libraries,
+    the database's `driver` among them."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     libraries = ", ".join(
         f"{name} {version(name)}"
-        for name in ("aiogram", "fastapi", "uvicorn", "sqlalchemy", "aiosqlite", "pydantic")
+        for name in ("aiogram", "fastapi", "uvicorn", "sqlalchemy", driver, "pydantic")
     )
     return (
         f"Machine: {_cpu_model()}, {os.cpu_count()} cores ({usable} usable),"
         f" {platform.system()} {platform.release()}; Python {platform.python_version()},"
-        f" SQLite {sqlite3.sqlite_version}; {libraries}."
+        f" {database}; {libraries}."
         f" Load average at start: {load}. Run at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
     )

@@ -1,9 +1,10 @@
-"""The reference for the HTTP benchmark: the implementation this task usually gets.
+"""The reference for the HTTP benchmark on SQLite: the implementation this task usually gets.
 
 FastAPI with plain `def` endpoints (run in the thread pool), a synchronous SQLAlchemy
 session per request, SQLite with its default settings. Deliberately ordinary: it is the
 yardstick, measured by the same load generator in the same run as the real service.
-Run as `uvicorn bench.textbook_app:app` with TEXTBOOK_DATABASE_URL set.
+Run as `uvicorn bench.textbook_app:app` with TEXTBOOK_DATABASE_URL set. On PostgreSQL the
+reference is its async twin, `bench/textbook_async_app.py`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ outbox, and the sender (`bot.delivery`) posts it.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -16,13 +17,17 @@ from aiogram.types import Message
 from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.cards import Rendered, escape, render_card, status_label
+from bot.callbacks import HistoryPage, StatusButton, TakeButton
+from bot.cards import TEXT_LIMIT, Rendered, escape, render_card, status_label, visible_length
 from bot.delivery import is_not_modified
+from bot.operators import Operators
 from bot.parsing import MissingDescription, Report
 from bot.pipeline import OnQueued
-from storage.models import AnyIncident
+from bot.timeline import RECENT_EVENTS, recent_events_text
+from storage.models import IncidentRow
 from storage.rules import InvalidIncidentError, Status
 from storage.store import (
+    Actor,
     CardRequest,
     ChatScope,
     IncidentNotFoundError,
@@ -44,6 +49,15 @@ def author_name(message: Message) -> str | None:
     if message.from_user is not None:
         return message.from_user.full_name
     return None
+
+
+def actor_of(message: Message) -> Actor:
+    """Who wrote the message, for the timeline: their name, and their user id unless
+    they wrote as a chat (a channel, an anonymous administrator)."""
+    user_id = None
+    if message.sender_chat is None and message.from_user is not None:
+        user_id = message.from_user.id
+    return Actor(author_name(message), user_id)
 
 
 def not_found_text(incident_id: int) -> str:
@@ -102,6 +116,7 @@ async def report_incident(
                 description=report.description,
                 source=report.source,
                 created_by=author_name(message),
+                created_by_id=actor_of(message).user_id,
                 chat_id=message.chat.id,
                 message_id=message.message_id,
             ),
@@ -117,10 +132,15 @@ async def report_incident(
         await message.reply(escape(not_stored_text(error)))
 
 
+def not_an_operator_text() -> str:
+    return _("Only the chat's operators can change incidents here.")
+
+
 async def change_status(
     message: Message,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     incident_id: int,
     status: Status,
     *,
@@ -129,13 +149,18 @@ async def change_status(
     """Move an incident of this chat's to `status` and reply with its card, or say why not.
 
     The incident's own card follows through the outbox: the store queued its edit.
-    Another chat's incident is not found.
+    Another chat's incident is not found; someone who may not act (`bot.operators`) is
+    told so, and nothing changes.
     """
+    if not await operators.allow(message.chat, message.from_user, sender_chat=message.sender_chat):
+        await message.reply(escape(not_an_operator_text()))
+        return
     try:
         change = await store.change_status(
             incident_id,
             status,
             changed_by=author_name(message),
+            changed_by_id=actor_of(message).user_id,
             chats=chats,
             on_queued=on_queued,
         )
@@ -151,16 +176,25 @@ async def change_status(
 async def show_card(
     message: Message, store: IncidentStore, chats: ChatScope, incident_id: int
 ) -> None:
-    """Reply with the card of an incident of this chat's; another chat's is not found."""
+    """Reply with the card of an incident of this chat's and its latest events; another
+    chat's is not found."""
     try:
         incident = await store.get(incident_id, chats=chats)
+        latest = await store.events(incident_id, limit=RECENT_EVENTS, newest=True, chats=chats)
     except IncidentNotFoundError:
         await message.reply(escape(not_found_text(incident_id)))
         return
-    await reply_with_card(message, incident)
+    card = render_card(incident)
+    text = card.text
+    if latest.items:
+        events = recent_events_text(latest.items, latest.total, datetime.now(UTC))
+        # Below the card when both fit one message; the 📜 History button shows them all.
+        if visible_length(f"{text}\n\n{events}") <= TEXT_LIMIT:
+            text = f"{text}\n\n{events}"
+    await message.reply(text, reply_markup=card.reply_markup)
 
 
-async def reply_with_card(message: Message, incident: AnyIncident) -> None:
+async def reply_with_card(message: Message, incident: IncidentRow) -> None:
     card = render_card(incident)
     await message.reply(card.text, reply_markup=card.reply_markup)
 
@@ -178,3 +212,34 @@ async def edit_message(bot: Bot, chat_id: int, message_id: int, rendered: Render
         if is_not_modified(error):
             return
         logger.warning("Cannot edit message %s in chat %s: %s", message_id, chat_id, error)
+
+
+async def replied_incident_id(message: Message, store: IncidentStore, bot: Bot) -> int | None:
+    """The incident a reply is about: the one made from the message it answers, or whose
+    card (or a copy of it, a /status answer) it answers; None for any other reply."""
+    replied = message.reply_to_message
+    if replied is None:
+        return None
+    incident = await store.find_by_message(message.chat.id, replied.message_id)
+    if incident is not None:
+        return incident.id
+    return _card_incident_id(replied, bot)
+
+
+def _card_incident_id(replied: Message, bot: Bot) -> int | None:
+    """The incident a card of this bot's is about, read from the card's buttons."""
+    if replied.from_user is None or replied.from_user.id != bot.id:
+        return None
+    markup = replied.reply_markup
+    if markup is None:
+        return None
+    for row in markup.inline_keyboard:
+        for button in row:
+            if button.callback_data is None:
+                continue
+            for factory in (StatusButton, TakeButton, HistoryPage):
+                try:
+                    return factory.unpack(button.callback_data).incident
+                except (TypeError, ValueError):
+                    continue
+    return None

@@ -100,3 +100,24 @@ class ListPage(CallbackData, prefix="l"):
     @property
     def status_filter(self) -> Status | None:
         return None if self.status == ALL_STATUSES else status_from_code(self.status)
+
+
+class TakeButton(CallbackData, prefix="t"):
+    """🙋 Take: the presser becomes the incident's owner.
+
+    `confirm` is the incident's version when someone else owned it and the bot asked
+    whether to take it over (0 on a card's own button): the second press takes it over
+    only if nothing changed since (`IncidentStore.take`).
+    """
+
+    incident: IncidentId
+    confirm: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+class HistoryPage(CallbackData, prefix="h"):
+    """📜 History: page `page` (from 0, oldest first) of an incident's timeline. From a
+    card (`fresh`) it is sent as a new message; from a history page, that page is edited."""
+
+    incident: IncidentId
+    page: PageNumber = 0
+    fresh: bool = False

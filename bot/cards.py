@@ -18,8 +18,8 @@ from datetime import datetime
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
-from bot.callbacks import ListPage, StatusButton
-from storage.models import AnyIncident
+from bot.callbacks import HistoryPage, ListPage, StatusButton, TakeButton
+from storage.models import IncidentRow
 from storage.rules import Status, allowed_next
 
 TEXT_LIMIT = 4096
@@ -101,7 +101,7 @@ def button_label(target: Status) -> str:
     return labels[target]
 
 
-def card_title(incident: AnyIncident) -> str:
+def card_title(incident: IncidentRow) -> str:
     """`🔴 Incident #17 · open · monitoring`, as plain text."""
     title = _("Incident #{id} · {status} · {source}").format(
         id=incident.id, status=status_label(incident.status), source=incident.source
@@ -109,22 +109,42 @@ def card_title(incident: AnyIncident) -> str:
     return f"{STATUS_EMOJI[incident.status]} {title}"
 
 
-def card_keyboard(incident: AnyIncident) -> InlineKeyboardMarkup | None:
-    """One button per status the incident may move to next; none once it is closed."""
-    targets = allowed_next(incident.status)
-    if not targets:
-        return None
-    buttons = [
+def card_keyboard(incident: IncidentRow) -> InlineKeyboardMarkup:
+    """One button per status the incident may move to next, then 🙋 Take (unless it is
+    closed) and 📜 History."""
+    take = InlineKeyboardButton(
+        text="🙋 " + _("Take"), callback_data=TakeButton(incident=incident.id).pack()
+    )
+    return _keyboard(incident, take)
+
+
+def take_over_keyboard(incident: IncidentRow) -> InlineKeyboardMarkup:
+    """The card's buttons with Take turned into the confirming "Take over from Oleg",
+    which takes the incident only if it is still as it is now (its version)."""
+    take_over = InlineKeyboardButton(
+        text="🙋 " + _("Take over from {owner}").format(owner=incident.owner_name),
+        callback_data=TakeButton(incident=incident.id, confirm=incident.version).pack(),
+    )
+    return _keyboard(incident, take_over)
+
+
+def _keyboard(incident: IncidentRow, take: InlineKeyboardButton) -> InlineKeyboardMarkup:
+    statuses = [
         InlineKeyboardButton(
             text=button_label(target),
             callback_data=StatusButton.for_change(incident.id, incident.status, target).pack(),
         )
-        for target in targets
+        for target in allowed_next(incident.status)
     ]
-    return InlineKeyboardMarkup(inline_keyboard=[buttons])
+    history = InlineKeyboardButton(
+        text="📜 " + _("History"),
+        callback_data=HistoryPage(incident=incident.id, fresh=True).pack(),
+    )
+    on_call = [history] if incident.status == Status.CLOSED else [take, history]
+    return InlineKeyboardMarkup(inline_keyboard=[row for row in (statuses, on_call) if row])
 
 
-def _alert_lines(incident: AnyIncident) -> list[str]:
+def _alert_lines(incident: IncidentRow) -> list[str]:
     """What a monitoring system's incident adds: its severity, its repeats and when it
     was last seen, and the incident the same alert raised before."""
     lines = []
@@ -142,16 +162,18 @@ def _alert_lines(incident: AnyIncident) -> list[str]:
     return lines
 
 
-def _card_footer(incident: AnyIncident) -> str:
+def _card_footer(incident: IncidentRow) -> str:
     lines = _alert_lines(incident)
     if incident.created_by:
         lines.append(_("Reported by {name}").format(name=incident.created_by))
     if incident.status != Status.OPEN and incident.updated_by:
         lines.append(_("Status set by {name}").format(name=incident.updated_by))
+    if incident.owner_name:
+        lines.append(_("Owner: {name}").format(name=incident.owner_name))
     return "\n".join(lines)
 
 
-def render_card(incident: AnyIncident) -> Rendered:
+def render_card(incident: IncidentRow) -> Rendered:
     """The incident's card: title, description, who reported and who changed it, buttons.
 
     A description too long for one message is cut (never inside markup, since it is cut
@@ -240,7 +262,7 @@ def format_time(moment: datetime, now: datetime) -> str:
     return f"{moment:%d.%m.%Y %H:%M}"
 
 
-def list_line(incident: AnyIncident, now: datetime) -> str:
+def list_line(incident: IncidentRow, now: datetime) -> str:
     """`#17 · open · monitoring · 14:02 · Scooter #42 is not responding`, plain text."""
     return " · ".join(
         (
@@ -254,7 +276,7 @@ def list_line(incident: AnyIncident, now: datetime) -> str:
 
 
 def render_list_page(
-    incidents: Sequence[AnyIncident],
+    incidents: Sequence[IncidentRow],
     *,
     total: int,
     status: Status | None,

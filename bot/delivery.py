@@ -22,6 +22,9 @@ Delivery is at least once: a row is marked sent after Telegram accepted the mess
 a crash between the two, or a connection lost after Telegram accepted it, sends it again.
 Recording what Telegram answered is retried until it is stored (the database locked or
 full, say), sending nothing meanwhile: only a stop gives up on it.
+Right before each message the sender claims its rows in the outbox (`Outbox.claim`):
+rows another sender holds (an instance that was replaced and does not know it yet) are
+skipped, so two senders never both send one row while its claim holds.
 The sender is woken by the store's `on_delivery_queued` callback (an asyncio.Event) and
 otherwise looks again at least every `idle_wait` seconds.
 """
@@ -105,6 +108,10 @@ class DeliveryPolicy:
     a look at the outbox per `gather`, not one per report."""
     stop_grace: float = 2.0
     """On stop, how long a send in flight may take to finish before it is cancelled."""
+    claim_for: float = 180.0
+    """How long the rows of a message being sent are this sender's alone. Comfortably
+    longer than a send and its record: aiogram gives up on a request after 60 s. A
+    sender that dies mid-send holds its rows this long before another sends them."""
 
 
 class _Outcome(enum.Enum):
@@ -262,8 +269,17 @@ class Sender:
         for index, job in enumerate(jobs):
             if self._stopping or not self._may_send():
                 break
+            # Checked before the claim too, so that a full chat's next rows are not claimed
+            # for nothing (the claim would keep them from another sender meanwhile).
+            if self._limiter.delay(chat_id, reserve=self._reserve) > 0:
+                self._busy.add(chat_id)
+                break
+            if not await self._claim(job):
+                continue  # another sender holds its rows: that one sends them
             slot = self._limiter.try_acquire(chat_id, reserve=self._reserve)
             if slot is None:
+                # A direct answer took the chat's last slot meanwhile. The claim is ours:
+                # the next round claims the rows again.
                 self._busy.add(chat_id)
                 break
             progressed = True
@@ -316,6 +332,13 @@ class Sender:
         return jobs
 
     # -- one message -----------------------------------------------------------------------
+
+    async def _claim(self, job: _Job) -> bool:
+        """Claim the job's rows for sending now, leaving out those another sender holds;
+        False if it holds them all."""
+        claimed = await self._outbox.claim(job.ids, hold=timedelta(seconds=self.policy.claim_for))
+        job.rows = [row for row in job.rows if row.delivery.id in claimed]
+        return bool(job.rows)
 
     async def _run_job(
         self, chat_id: int, job: _Job, slot: Slot, *, later: Sequence[_Job]

@@ -14,8 +14,11 @@ from bot.filters import ServedChats
 from bot.handlers import create_routers
 from bot.handlers.errors import apologize
 from bot.i18n import create_i18n, create_i18n_middleware
+from bot.metrics import CountedCalls, CountedUpdates
+from bot.operators import Operators
 from bot.pipeline import PipelinedCalls, UpdatePipeline
 from bot.rate_limits import RateLimiter, RateLimitMiddleware
+from metrics import Metrics
 from settings import Settings
 from storage.store import IncidentStore
 
@@ -25,11 +28,13 @@ def create_bot(
     *,
     limiter: RateLimiter | None = None,
     pipeline: UpdatePipeline | None = None,
+    metrics: Metrics | None = None,
 ) -> Bot:
     """A Bot talking to TELEGRAM_API_URL: Telegram, a self-hosted Bot API or a stand-in.
 
     With `limiter`, every message the bot sends or edits takes its turn in it. With
-    `pipeline`, the bot's calls keep to it (`bot.pipeline.PipelinedCalls`).
+    `pipeline`, the bot's calls keep to it (`bot.pipeline.PipelinedCalls`). With
+    `metrics`, every call is counted in them by method and outcome.
     """
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
@@ -50,6 +55,9 @@ def create_bot(
         bot.session.middleware(PipelinedCalls(pipeline))
     if limiter is not None:
         bot.session.middleware(RateLimitMiddleware(limiter))
+    # The innermost: it counts the requests that reach Telegram, each retry included.
+    if metrics is not None:
+        bot.session.middleware(CountedCalls(metrics))
     return bot
 
 
@@ -64,26 +72,48 @@ def create_served_chats(
     )
 
 
+def create_operators(settings: Settings, admins_bot: Bot | None = None) -> Operators:
+    """Who may act in the chat (OPERATOR_IDS, OPERATORS); `admins_bot` looks up each
+    group's administrators for OPERATORS=admins (see `bot.operators`)."""
+    if settings.operators == "admins" and admins_bot is None:
+        raise ValueError("OPERATORS=admins needs a bot to look the administrators up with")
+    return Operators(
+        settings.operator_ids, admins_bot=admins_bot if settings.operators == "admins" else None
+    )
+
+
 def create_dispatcher(
     store: IncidentStore,
     settings: Settings,
     *,
     served: ServedChats | None = None,
     pipeline: UpdatePipeline | None = None,
+    operators: Operators | None = None,
+    metrics: Metrics | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router, the i18n middleware and the error handler.
 
     With `pipeline`, updates fed concurrently are handled in turn (`bot.pipeline`); it is
-    the outermost middleware, so every update fed enters it.
+    an outer middleware, so every update fed enters it. With `metrics`, each update is
+    counted once handled, outside the pipeline (which handles an update again while the
+    database is unavailable).
 
-    The store, its outbox, the settings and the served chats reach handlers by name
-    (`store: IncidentStore`, `outbox: Outbox`, `served: ServedChats`).
+    The store, its outbox, the settings, the served chats and who may act reach handlers
+    by name (`store: IncidentStore`, `outbox: Outbox`, `served: ServedChats`,
+    `operators: Operators`; without one, `create_operators(settings)`).
     """
     if served is None:
         served = create_served_chats(settings)
     dispatcher = Dispatcher(
-        store=store, outbox=store.outbox, settings=settings, served=served, disable_fsm=True
+        store=store,
+        outbox=store.outbox,
+        settings=settings,
+        served=served,
+        operators=operators or create_operators(settings),
+        disable_fsm=True,
     )
+    if metrics is not None:
+        dispatcher.update.outer_middleware(CountedUpdates(metrics))
     if pipeline is not None:
         dispatcher.update.outer_middleware(pipeline)
     create_i18n_middleware(create_i18n()).setup(dispatcher)

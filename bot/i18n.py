@@ -34,8 +34,8 @@ class LanguageCodeMiddleware(SimpleI18nMiddleware):
     """aiogram's SimpleI18nMiddleware, remembering what each `language_code` resolved to.
 
     It parses the code with babel for every update, looking for locale data on disk each
-    time: a tenth of what handling a report costs. The codes are few (Telegram sends the
-    user's IETF tag), so the answers are kept.
+    time, a cost the ingestion bench shows. The codes are few (Telegram sends the user's
+    IETF tag), so the answers are kept.
     """
 
     MAX_REMEMBERED = 512

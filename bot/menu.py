@@ -12,6 +12,10 @@ def command_descriptions() -> list[tuple[str, str]]:
         ("new", _("Report an incident: /new [source] text")),
         ("list", _("Recent incidents: /list [status]")),
         ("status", _("Show or change an incident: /status 17 resolved")),
+        ("take", _("Take an incident on: /take 17")),
+        ("release", _("Give an incident back: /release 17")),
+        ("mine", _("Your unresolved incidents")),
+        ("note", _("A note on an incident's timeline: /note 17 text")),
         ("help", _("How to report incidents")),
     ]
 

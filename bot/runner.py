@@ -25,13 +25,19 @@ from fastapi import FastAPI
 from bot.cards import shorten
 from bot.delivery import DeliveryPolicy, Sender
 from bot.errors import BotStartError
-from bot.factory import create_bot, create_dispatcher, create_served_chats
+from bot.factory import (
+    create_bot,
+    create_dispatcher,
+    create_operators,
+    create_served_chats,
+)
 from bot.i18n import create_i18n
 from bot.menu import bot_commands
 from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits, RateLimiter
 from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
+from metrics import Metrics
 from settings import Settings
 from storage.leadership import Leadership, instance_name
 from storage.models import utcnow
@@ -68,6 +74,7 @@ async def run_bot(
     on_token_rejected: Callable[[], None] | None = None,
     pipeline: UpdatePipeline | None = None,
     leadership: Leadership | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Bot]:
     """Register the command menu, deliver the outbox and receive updates until the block
     exits: by long polling, or with WEBHOOK_URL set, on `app`'s webhook route.
@@ -90,16 +97,18 @@ async def run_bot(
     and take over within FAILOVER_SECONDS when it stops. `leadership` is the election to
     take part in (main.py's, whose role /health reports); without, one is made here.
 
+    `metrics` count the bots' Telegram calls and the updates handled.
+
     `pipeline` is for tests that wait until every update has finished, replies included.
     """
     if not settings.allowed_chat_ids:
         logger.warning("ALLOWED_CHAT_IDS is empty: the bot serves every chat it is added to")
     limiter = RateLimiter(limits or Limits())
     pipeline = pipeline or UpdatePipeline()
-    bot = create_bot(settings, limiter=limiter, pipeline=pipeline)
+    bot = create_bot(settings, limiter=limiter, pipeline=pipeline, metrics=metrics)
     # The sender takes its turns in the limiter itself (skipping a full chat rather than
     # waiting), so it sends through a bot without the limiter's middleware.
-    sender_bot = create_bot(settings)
+    sender_bot = create_bot(settings, metrics=metrics)
     rejected: list[BotStartError] = []
 
     def reject(error: BotStartError) -> None:
@@ -110,7 +119,18 @@ async def run_bot(
     try:
         outbox = store.outbox
         served = create_served_chats(settings, await outbox.chat_migrations())
-        dispatcher = create_dispatcher(store, settings, served=served, pipeline=pipeline)
+        # Administrators are looked up through the sender's bot: a call through `bot`
+        # would count as the update's answer before its write (`bot.pipeline`).
+        operators = create_operators(settings, admins_bot=sender_bot)
+        dispatcher = create_dispatcher(
+            store,
+            settings,
+            served=served,
+            pipeline=pipeline,
+            operators=operators,
+            metrics=metrics,
+        )
+        polling_started = _started_event(dispatcher)
         elected = leadership or create_leadership(settings, store)
         if settings.webhook_url is not None:
             if app is None:
@@ -125,7 +145,7 @@ async def run_bot(
             registration."""
             sender = Sender(
                 sender_bot,
-                outbox,
+                outbox.claiming_as(elected.lease.holder),
                 limiter,
                 served,
                 create_i18n(),
@@ -137,7 +157,9 @@ async def run_bot(
             sender.start()
             try:
                 if settings.webhook_url is None:
-                    receiving = _long_poll(dispatcher, bot, polling_timeout, reject)
+                    receiving = _long_poll(
+                        dispatcher, bot, polling_timeout, reject, started=polling_started
+                    )
                 else:
                     receiving = _registering_webhook(settings, dispatcher, bot, reject)
                 async with receiving:
@@ -186,16 +208,33 @@ def create_leadership(settings: Settings, store: IncidentStore) -> Leadership:
 Rejected = Callable[[BotStartError], None]
 
 
-@asynccontextmanager
-async def _long_poll(
-    dispatcher: Dispatcher, bot: Bot, polling_timeout: int, on_rejected: Rejected
-) -> AsyncIterator[None]:
+def _started_event(dispatcher: Dispatcher) -> asyncio.Event:
+    """Set each time the dispatcher starts polling (its start-up handlers run).
+
+    Registered once per `run_bot`: the dispatcher outlives the leadership terms, and a
+    handler per term would pile up with every failover back and forth.
+    """
     started = asyncio.Event()
 
     async def mark_started() -> None:
         started.set()
 
     dispatcher.startup.register(mark_started)
+    return started
+
+
+@asynccontextmanager
+async def _long_poll(
+    dispatcher: Dispatcher,
+    bot: Bot,
+    polling_timeout: int,
+    on_rejected: Rejected,
+    *,
+    started: asyncio.Event,
+) -> AsyncIterator[None]:
+    """Poll for this leadership term; `started` (`_started_event`) tells whether the
+    dispatcher got as far as starting."""
+    started.clear()
     polling = asyncio.create_task(
         _poll(dispatcher, bot, polling_timeout=polling_timeout, on_rejected=on_rejected),
         name="telegram-polling",

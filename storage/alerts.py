@@ -47,6 +47,7 @@ from storage.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
+    EventKind,
     Incident,
     IncidentRow,
     utcnow,
@@ -59,7 +60,7 @@ from storage.rules import (
     normalize_severity,
     normalize_source,
 )
-from storage.store import CardRequest, IncidentStore
+from storage.store import Actor, CardRequest, IncidentStore, StatusChange, TimelineEvent
 
 EDIT_INTERVAL = timedelta(minutes=1)
 """At most one edit of an incident's card per this interval for its repeats."""
@@ -103,6 +104,9 @@ class Alert:
     actor: str
     """Who the monitoring system is to people: "Alertmanager", "Grafana", "zabbix". It
     reports the incident, and resolves it."""
+    origin: str
+    """The receiver it came through ("alertmanager", "grafana", "alerts"): the timeline's
+    "created" event says so."""
     severity: str | None = None
 
 
@@ -135,6 +139,7 @@ class _Applied:
 
     received: AlertReceived
     queued: bool = False
+    status_changes: tuple[StatusChange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,7 @@ class _Checked:
     description: str
     source: str
     actor: str | None
+    origin: str
     severity: str | None
 
 
@@ -188,6 +194,8 @@ class AlertStore:
                 await session.commit()
             if applied.queued:
                 self._store.notify_delivery_queued()
+            if applied.status_changes:
+                self._store.notify_status_changed(applied.status_changes)
             return applied.received
         raise AlertRaceError(f"Alert {alert.key!r} kept changing under {MAX_ATTEMPTS} attempts")
 
@@ -235,6 +243,15 @@ class AlertStore:
         if moved.first() is None:
             return None
         await self._store.count_changes(await session.connection(), [(None, incident)])
+        created = TimelineEvent(
+            incident.id,
+            now,
+            EventKind.CREATED,
+            Actor(checked.actor),
+            status_to=Status.OPEN,
+            text=checked.origin,
+        )
+        await self._store.record_events(session, [created])
         if card is not None:
             await session.execute(
                 insert(_OUTBOX).values(
@@ -272,6 +289,8 @@ class AlertStore:
                 repeat_count=_INCIDENTS.c.repeat_count + counted,
                 last_seen_at=case((seen > now, seen), else_=now),
                 updated_at=now,
+                # The card and the alert's answer show the repeat: a change, as ETags go.
+                version=_INCIDENTS.c.version + 1,
             )
             .returning(*_ROW_COLUMNS)
         )
@@ -279,6 +298,15 @@ class AlertStore:
         if row is None:
             return None
         incident = IncidentRow._make(row)
+        if incident.description != current.description:
+            edited = TimelineEvent(
+                incident.id,
+                now,
+                EventKind.DESCRIPTION_EDITED,
+                Actor(checked.actor),
+                text=incident.description,
+            )
+            await self._store.record_events(session, [edited])
         queued = await self._queue_repeat_edit(session, incident, now)
         return _Applied(AlertReceived(AlertOutcome.REPEATED, incident), queued)
 
@@ -327,7 +355,12 @@ class AlertStore:
         updated = await session.execute(
             update(_INCIDENTS)
             .where(_INCIDENTS.c.id == current.id, _INCIDENTS.c.status == current.status)
-            .values(status=Status.RESOLVED, updated_at=now, updated_by=checked.actor)
+            .values(
+                status=Status.RESOLVED,
+                updated_at=now,
+                updated_by=checked.actor,
+                version=_INCIDENTS.c.version + 1,
+            )
             .returning(*_ROW_COLUMNS)
         )
         row = updated.first()
@@ -335,6 +368,15 @@ class AlertStore:
             return None
         incident = IncidentRow._make(row)
         await self._store.count_changes(await session.connection(), [(current, incident)])
+        resolved = TimelineEvent(
+            incident.id,
+            now,
+            EventKind.STATUS_CHANGED,
+            Actor(checked.actor),
+            status_from=current.status,
+            status_to=Status.RESOLVED,
+        )
+        await self._store.record_events(session, [resolved])
         queued = False
         if incident.card_chat_id is not None and incident.card_message_id is not None:
             # An edit held back for repeats goes now, showing the resolve too.
@@ -368,7 +410,8 @@ class AlertStore:
                 )
             )
             queued = True
-        return _Applied(AlertReceived(AlertOutcome.RESOLVED, incident), queued)
+        change = StatusChange(incident, previous=current.status, changed=True)
+        return _Applied(AlertReceived(AlertOutcome.RESOLVED, incident), queued, (change,))
 
 
 def key_hash(key: str) -> str:
@@ -386,6 +429,7 @@ def _check(alert: Alert) -> _Checked:
         else "",
         source=normalize_source(alert.source),
         actor=normalize_name(alert.actor),
+        origin=alert.origin,
         severity=normalize_severity(alert.severity),
     )
 

@@ -39,6 +39,9 @@ class GroupCommit(Generic[Operation, Outcome]):
     one operation at a time, so one bad operation fails alone; unless `fails_all(error)`
     says the error is the database's (locked, full, gone), not an operation's: then every
     submitter gets that error at once, rather than each waiting for it again in turn.
+
+    With `batching=False` every operation is written on its own, in the same order and
+    through the same `write`: the plain path, which the store's contract tests run too.
     """
 
     def __init__(
@@ -47,8 +50,11 @@ class GroupCommit(Generic[Operation, Outcome]):
         *,
         name: str,
         fails_all: Callable[[Exception], bool] | None = None,
+        batching: bool = True,
     ) -> None:
         self._write = write
+        self._max_batch = MAX_BATCH if batching else 1
+        self._batching = batching
         self._name = name
         self._fails_all = fails_all
         self._queue: list[tuple[Operation, asyncio.Future[Outcome]]] = []
@@ -87,8 +93,10 @@ class GroupCommit(Generic[Operation, Outcome]):
         batch: list[tuple[Operation, asyncio.Future[Outcome]]] = []
         try:
             while self._queue:
-                await self._gather()
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                if self._batching:
+                    await self._gather()
+                batch = self._queue[: self._max_batch]
+                self._queue = self._queue[self._max_batch :]
                 await self._write_batch(batch)
         finally:
             self._writing = None

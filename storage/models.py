@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -21,7 +21,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -93,14 +92,14 @@ def _utc_from_sqlite(value: Any) -> datetime | None:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _string_enum(enum: type[StrEnum]) -> SAEnum:
+def _string_enum(enum: type[StrEnum], *, length: int = 16) -> SAEnum:
     # Stored as its plain value (no database ENUM type, which SQLite lacks); a named
     # check constraint (`_values_in`) keeps every database as strict as the code.
     return SAEnum(
         enum,
         native_enum=False,
         create_constraint=False,
-        length=16,
+        length=length,
         values_callable=lambda members: [member.value for member in members],
     )
 
@@ -137,12 +136,17 @@ class Incident(Base):
     card_message_id: Mapped[int | None] = mapped_column(BigInteger)
     # An HTTP client's Idempotency-Key: a retried POST returns this incident again.
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Who is handling it: a Telegram user (id and name), or someone named over HTTP.
+    owner_id: Mapped[int | None] = mapped_column(BigInteger)
+    owner_name: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
+    # Goes up by one with every change (each event on its timeline): the HTTP API's ETag.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # For an incident a monitoring system raised (`storage.alerts`): the alert's severity
     # label, how many times the alert came again while the incident was unresolved and
     # when it last did, and the incident this alert raised before (resolved or closed).
     severity: Mapped[str | None] = mapped_column(String(SEVERITY_MAX_LENGTH))
     # Filled by the database (server default): the store's INSERTs name only their own columns.
-    repeat_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    repeat_count: Mapped[int] = mapped_column(Integer, server_default="0")
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     previous_id: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -162,6 +166,8 @@ class Incident(Base):
         # A chat's /list: its incidents newest first, all of them or those in one status.
         Index(None, "chat_id", "id"),
         Index(None, "chat_id", "status", "id"),
+        # /mine: a person's incidents.
+        Index(None, "owner_id", "id"),
     )
 
     def __repr__(self) -> str:
@@ -169,7 +175,8 @@ class Incident(Base):
 
 
 class IncidentRow(NamedTuple):
-    """An incident as the store's reads return it: a plain row, detached from any session.
+    """An incident as it travels: what the store's reads and writes return and what the
+    outbox hands the sender. A plain row, detached from any session.
 
     Reads skip the ORM: turning a page of rows into mapped objects (instance state,
     identity map) costs more than the query itself. It has every column of `Incident`,
@@ -189,14 +196,13 @@ class IncidentRow(NamedTuple):
     card_chat_id: int | None
     card_message_id: int | None
     idempotency_key: str | None
+    owner_id: int | None
+    owner_name: str | None
+    version: int
     severity: str | None = None
     repeat_count: int = 0
     last_seen_at: datetime | None = None
     previous_id: int | None = None
-
-
-AnyIncident: TypeAlias = Incident | IncidentRow
-"""An incident to show: a row, as the store returns it, or mapped, as the outbox hands it out."""
 
 
 NO_CHAT = 0
@@ -221,6 +227,58 @@ class IncidentCount(Base):
     total: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (CheckConstraint(_values_in("status", Status), name="status_known"),)
+
+
+class EventKind(StrEnum):
+    """What happened to an incident: one row of its timeline."""
+
+    CREATED = "created"
+    STATUS_CHANGED = "status_changed"
+    DESCRIPTION_EDITED = "description_edited"
+    DESCRIPTION_APPENDED = "description_appended"
+    OWNER_SET = "owner_set"
+    OWNER_RELEASED = "owner_released"
+    NOTE = "note"
+
+
+class IncidentEvent(Base):
+    """An incident's timeline: every change, who made it and when, written in the
+    transaction of the change itself."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[EventKind] = mapped_column(_string_enum(EventKind, length=24))
+    # Who: a Telegram user's name (and id), "api", or a monitoring system.
+    actor: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    # For a status change, the statuses; for a note or a description, its text; for
+    # created, where from ("chat", "api"); for an owner, the owner's name.
+    status_from: Mapped[Status | None] = mapped_column(_string_enum(Status))
+    status_to: Mapped[Status | None] = mapped_column(_string_enum(Status))
+    text: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_values_in("kind", EventKind), name="kind_known"),
+        # A timeline is read in order, a page at a time.
+        Index(None, "incident_id", "id"),
+    )
+
+
+class EventRow(NamedTuple):
+    """An event as the store's reads return it (every column of `IncidentEvent`)."""
+
+    id: int
+    incident_id: int
+    at: datetime
+    kind: EventKind
+    actor: str | None
+    actor_id: int | None
+    status_from: Status | None
+    status_to: Status | None
+    text: str | None
 
 
 class DeliveryKind(StrEnum):
@@ -266,6 +324,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The sender about to send it (an instance's name), and until when no other sender
+    # may take it (`Outbox.claim`). Kept once the row is done: who sent it.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Who a notice names ("Alertmanager" resolved it): fixed when it is queued, since the
     # incident may have been changed by someone else by the time it is sent.
     actor: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))

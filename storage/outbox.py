@@ -1,16 +1,33 @@
-"""The outbox's other end: what the bot's sender reads and records.
+"""The outbox's other end: what the bot's sender reads, claims and records.
 
 Rows are written by `IncidentStore` in the transaction of the change that caused them;
 this module hands them out in order and records how each delivery ended.
+
+Claims. Only the active instance runs a sender, but being active is a lease checked
+before each message, and a check and the send after it are not one act: an instance
+paused or cut off past its lease's end may still be sending when the one that took over
+starts. So a sender claims the rows of each message right before sending it (`claim`:
+one short UPDATE that stamps `claimed_by` and `claimed_until`, skipping rows another
+sender holds), and a row another sender holds is neither handed out (`due`) nor
+claimable until that claim expires. While a claim holds, no second sender sends its row.
+
+What the claims leave: a claim ends when its row is recorded (sent, folded, failed; a
+postponed row is handed back) or when it expires. A sender killed, or cut off from the
+database, between Telegram accepting a message and recording it leaves its rows claimed
+and pending: once the claim expires, the next sender sends them again. That case is at
+least once, as after the crash of a single instance. So is a sender paused between its
+claim and its send for longer than the claim lasts: a claim outlasts any send by far
+(`bot.delivery.DeliveryPolicy.claim_for`), not any pause.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.database import Writers
@@ -20,6 +37,7 @@ from storage.models import (
     DeliveryKind,
     DeliveryState,
     Incident,
+    IncidentRow,
     utcnow,
 )
 
@@ -53,51 +71,107 @@ def queue_card_edit(
     )
 
 
+_INCIDENT_ROW = [getattr(Incident, name) for name in IncidentRow._fields]
+
+
 @dataclass(frozen=True, slots=True)
 class PendingDelivery:
     delivery: Delivery
-    incident: Incident
+    incident: IncidentRow
     """The incident as it is now: a card is always drawn from the current state."""
 
 
 class Outbox:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, writers: Writers | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        writers: Writers | None = None,
+        claimant: str | None = None,
     ) -> None:
-        """`writers`: the store's, so that the sender's writes take turns with its own."""
+        """`writers`: the store's, so that the sender's writes take turns with its own.
+        `claimant`: the sender this outbox claims rows for (see the module's doc); a new
+        name unless given."""
         self._sessions = sessions
         self._writers = writers or Writers(sessions)
+        self.claimant = claimant or f"outbox-{uuid.uuid4().hex[:12]}"
+
+    def claiming_as(self, claimant: str) -> Outbox:
+        """This outbox, claiming rows as `claimant` (the instance's name)."""
+        return Outbox(self._sessions, writers=self._writers, claimant=claimant)
 
     async def due(
         self, *, limit: int = 200, exclude_chat_ids: Collection[int] = ()
     ) -> list[PendingDelivery]:
-        """Pending deliveries whose time has come, oldest first.
+        """Pending deliveries whose time has come and that no other sender holds, oldest
+        first. Handing them out claims nothing: `claim` does, message by message.
 
         `exclude_chat_ids`: chats the caller cannot send to right now (their rate limit is
         used up), so that one busy chat's backlog never hides the other chats' deliveries.
         """
+        now = utcnow()
         async with self._sessions() as session:
             rows = await session.execute(
-                select(Delivery, Incident)
+                select(Delivery, *_INCIDENT_ROW)
                 .join(Incident, Incident.id == Delivery.incident_id)
                 .where(
                     Delivery.state == DeliveryState.PENDING,
-                    Delivery.not_before <= utcnow(),
+                    Delivery.not_before <= now,
+                    self._claimable(now),
                     *_not_in_chats(exclude_chat_ids),
                 )
                 .order_by(Delivery.id)
                 .limit(limit)
             )
-            return [PendingDelivery(delivery, incident) for delivery, incident in rows]
+            return [PendingDelivery(row[0], IncidentRow._make(row[1:])) for row in rows]
 
     async def next_due_at(self, *, exclude_chat_ids: Collection[int] = ()) -> datetime | None:
-        """When the earliest pending delivery may be tried, or None if nothing is pending."""
+        """When the earliest pending delivery may be tried (its `not_before`, or when
+        another sender's claim on it expires), or None if nothing is pending."""
+        now = utcnow()
+        free_at = case(
+            (self._claimable(now), Delivery.not_before),
+            (Delivery.not_before > Delivery.claimed_until, Delivery.not_before),
+            else_=Delivery.claimed_until,
+        )
         async with self._sessions() as session:
-            return await session.scalar(
-                select(func.min(Delivery.not_before)).where(
+            earliest: datetime | None = await session.scalar(
+                select(func.min(free_at)).where(
                     Delivery.state == DeliveryState.PENDING, *_not_in_chats(exclude_chat_ids)
                 )
             )
+        return earliest
+
+    async def claim(self, delivery_ids: Collection[int], *, hold: timedelta) -> set[int]:
+        """Claim these pending deliveries for `hold`, to send them now; the ids claimed.
+
+        Rows another sender holds are left out (a row this outbox's claimant holds
+        already is claimed again, for `hold` from now). One UPDATE in a short
+        transaction: on PostgreSQL its rows are picked `FOR UPDATE SKIP LOCKED`, so two
+        senders claiming at once never wait for each other and never both get a row; on
+        SQLite the statement runs under the database's one write lock.
+        """
+        now = utcnow()
+        claimable = (
+            select(Delivery.id)
+            .where(
+                Delivery.id.in_(delivery_ids),
+                Delivery.state == DeliveryState.PENDING,
+                self._claimable(now),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        async with self._writers.session() as session:
+            claimed = await session.scalars(
+                update(Delivery)
+                .where(Delivery.id.in_(claimable))
+                .values(claimed_by=self.claimant, claimed_until=now + hold)
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            )
+            ids = set(claimed)
+            await session.commit()
+        return ids
 
     async def pending_count(self) -> int:
         async with self._sessions() as session:
@@ -157,15 +231,19 @@ class Outbox:
             await session.commit()
 
     async def postpone(self, delivery_ids: Sequence[int], until: datetime, error: str) -> None:
-        """Try these deliveries again at `until` (after a 429, a 5xx, a network error)."""
+        """Try these deliveries again at `until` (after a 429, a 5xx, a network error),
+        by whichever sender is active then: their claims are handed back. Rows another
+        sender holds are left to it."""
         async with self._writers.session() as session:
             await session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(delivery_ids))
+                .where(Delivery.id.in_(delivery_ids), self._claimable(utcnow()))
                 .values(
                     not_before=until,
                     attempts=Delivery.attempts + 1,
                     last_error=error[:ERROR_MAX_LENGTH],
+                    claimed_by=None,
+                    claimed_until=None,
                 )
             )
             await session.commit()
@@ -216,6 +294,14 @@ class Outbox:
             )
             return {old: new for old, new in rows}
 
+    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        """Rows no other sender holds: never claimed, claim expired, or claimed by us."""
+        return or_(
+            Delivery.claimed_until.is_(None),
+            Delivery.claimed_until <= now,
+            Delivery.claimed_by == self.claimant,
+        )
+
     @staticmethod
     async def _finish(
         session: AsyncSession,
@@ -232,6 +318,26 @@ class Outbox:
                 last_error=None if error is None else error[:ERROR_MAX_LENGTH],
             )
         )
+
+    async def count_by_state(self) -> dict[DeliveryState, int]:
+        """How many deliveries are in each state (every state, 0 for none)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Delivery.state, func.count()).group_by(Delivery.state)
+            )
+            counted = {DeliveryState(state): count for state, count in rows}
+        return {state: counted.get(state, 0) for state in DeliveryState}
+
+    async def oldest_pending_since(self) -> datetime | None:
+        """When the oldest delivery still pending was queued; None if none is."""
+        async with self._sessions() as session:
+            # The lowest id is the oldest: the (state, id) index finds it at once.
+            return await session.scalar(
+                select(Delivery.created_at)
+                .where(Delivery.state == DeliveryState.PENDING)
+                .order_by(Delivery.id)
+                .limit(1)
+            )
 
 
 def _not_in_chats(chat_ids: Collection[int]) -> list[ColumnElement[bool]]:

@@ -2,7 +2,8 @@
 
 The store's contract (tests/storage, and the tests elsewhere marked `all_engines`) runs on
 SQLite and on PostgreSQL (see `tests.engines`); the rest, and the tests marked
-`sqlite_only` (SQLite's own pragmas, locks and files), on SQLite.
+`sqlite_only` (SQLite's own pragmas, locks and files), on SQLite. In tests/storage, a
+test that uses the `store` (or `fast_paths`) runs with the store's fast paths on and off.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     in_contract = definition.path.is_relative_to(STORE_CONTRACT)
     if in_contract or definition.get_closest_marker("all_engines") is not None:
         metafunc.parametrize("database_engine", [sqlite, postgresql], indirect=True)
+    if in_contract and "fast_paths" in metafunc.fixturenames:
+        # The fast paths are layers over the plain store: the contract holds for both.
+        metafunc.parametrize(
+            "fast_paths",
+            [pytest.param(True, id="fast"), pytest.param(False, id="plain")],
+            indirect=True,
+        )
 
 
 @pytest.fixture
@@ -115,8 +123,15 @@ async def link(database_url: str) -> AsyncIterator[DatabaseLink]:
 
 
 @pytest.fixture
-def store(engine: AsyncEngine) -> IncidentStore:
-    return IncidentStore(create_session_factory(engine))
+def fast_paths(request: pytest.FixtureRequest) -> bool:
+    """The store's FAST_PATHS: on unless parametrized otherwise (the store's contract
+    runs both ways)."""
+    return bool(getattr(request, "param", True))
+
+
+@pytest.fixture
+def store(engine: AsyncEngine, fast_paths: bool) -> IncidentStore:
+    return IncidentStore(create_session_factory(engine), fast_paths=fast_paths)
 
 
 @pytest.fixture

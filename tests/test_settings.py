@@ -21,6 +21,7 @@ VARIABLES = (
     "HTTP_HOST",
     "HTTP_PORT",
     "API_KEY",
+    "METRICS",
     "LOG_LEVEL",
 )
 
@@ -98,6 +99,14 @@ def test_settings_webhook_needs_url_and_secret_together(monkeypatch: pytest.Monk
     assert describe_error(error.value) == (
         "Invalid configuration: WEBHOOK_URL and WEBHOOK_SECRET must be set together"
     )
+
+
+def test_settings_metrics_are_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().metrics
+
+    monkeypatch.setenv("METRICS", "off")
+
+    assert not Settings().metrics
 
 
 def test_settings_webhook_path_comes_from_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import actions
 from bot.callbacks import ListPage, StatusButton
 from bot.cards import LIST_PAGE_SIZE, render_card, render_list_page, shorten, status_label
+from bot.operators import Operators
 from bot.pipeline import OnQueued
 from storage.store import (
     ChatScope,
@@ -37,6 +38,7 @@ async def press_status_button(
     callback_data: StatusButton,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     bot: Bot,
     on_queued: OnQueued = None,
 ) -> None:
@@ -50,12 +52,16 @@ async def press_status_button(
     """
     card = callback.message
     pressed = (card.chat.id, card.message_id) if card is not None else None
+    if not await operators.allow(card.chat if card is not None else None, callback.from_user):
+        await callback.answer(_answer_text(actions.not_an_operator_text()), show_alert=True)
+        return
     try:
         change = await store.change_status(
             callback_data.incident,
             callback_data.target,
             expected=callback_data.seen_status,
             changed_by=callback.from_user.full_name,
+            changed_by_id=callback.from_user.id,
             chats=chats,
             on_queued=on_queued,
         )

@@ -12,6 +12,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import actions
 from bot.cards import LIST_PAGE_SIZE, escape, render_list_page
 from bot.menu import command_descriptions
+from bot.operators import Operators
 from bot.parsing import Report, parse_incident_id, parse_report, parse_status_word
 from bot.pipeline import OnQueued
 from storage.rules import DEFAULT_SOURCE, STATUS_VALUES, excerpt
@@ -92,6 +93,7 @@ async def change_or_show_status(
     command: CommandObject,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     on_queued: OnQueued = None,
 ) -> None:
     """`/status 17 resolved` changes the status; `/status 17` shows the card."""
@@ -107,7 +109,9 @@ async def change_or_show_status(
     if status is None:
         await message.reply(escape(unknown_status_text(parts[1].strip())))
         return
-    await actions.change_status(message, store, chats, incident_id, status, on_queued=on_queued)
+    await actions.change_status(
+        message, store, chats, operators, incident_id, status, on_queued=on_queued
+    )
 
 
 def create_router() -> Router:

@@ -11,9 +11,9 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot import actions
-from bot.callbacks import StatusButton
 from bot.cards import escape
 from bot.filters import IsReport, IsStatusCommand, IsStatusReply, message_text
+from bot.operators import Operators
 from bot.parsing import MissingDescription, Report, StatusCommand, parse_report
 from bot.pipeline import OnQueued
 from storage.rules import DEFAULT_SOURCE, InvalidIncidentError, Status
@@ -35,19 +35,18 @@ async def change_by_reply(
     status: Status,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     bot: Bot,
     on_queued: OnQueued = None,
 ) -> None:
     """A status word replying to a card or to a report changes that incident (if it is
     this chat's: a card forwarded from another chat names an incident it does not see)."""
-    replied = message.reply_to_message
-    if replied is None:
-        return
-    incident = await store.find_by_message(message.chat.id, replied.message_id)
-    incident_id = incident.id if incident is not None else _card_incident_id(replied, bot)
+    incident_id = await actions.replied_incident_id(message, store, bot)
     if incident_id is None:
         return
-    await actions.change_status(message, store, chats, incident_id, status, on_queued=on_queued)
+    await actions.change_status(
+        message, store, chats, operators, incident_id, status, on_queued=on_queued
+    )
 
 
 async def change_by_number(
@@ -55,6 +54,7 @@ async def change_by_number(
     status_command: StatusCommand,
     store: IncidentStore,
     chats: ChatScope,
+    operators: Operators,
     on_queued: OnQueued = None,
 ) -> None:
     """`#17 fixed`."""
@@ -62,6 +62,7 @@ async def change_by_number(
         message,
         store,
         chats,
+        operators,
         status_command.incident_id,
         status_command.status,
         on_queued=on_queued,
@@ -100,28 +101,12 @@ async def _follow_edit(
     if not isinstance(report, Report) or report.description == incident.description:
         return
     try:
-        await store.update_description(message.chat.id, message.message_id, report.description)
+        await store.update_description(
+            message.chat.id, message.message_id, report.description, by=actions.actor_of(message)
+        )
     except InvalidIncidentError as error:
         # The incident keeps its description; the person learns why the edit did not count.
         await message.reply(escape(actions.not_stored_text(error)))
-
-
-def _card_incident_id(replied: Message, bot: Bot) -> int | None:
-    """The incident a card of this bot's is about, read from the card's buttons."""
-    if replied.from_user is None or replied.from_user.id != bot.id:
-        return None
-    markup = replied.reply_markup
-    if markup is None:
-        return None
-    for row in markup.inline_keyboard:
-        for button in row:
-            if button.callback_data is None:
-                continue
-            try:
-                return StatusButton.unpack(button.callback_data).incident
-            except (TypeError, ValueError):
-                continue
-    return None
 
 
 def create_router() -> Router:

@@ -279,7 +279,8 @@ def _matches(template: str, path: str) -> bool:
     [
         ("OPTIONS", "/incidents", "GET, POST"),
         ("DELETE", "/incidents", "GET, POST"),
-        ("DELETE", "/incidents/1", "GET"),
+        ("DELETE", "/incidents/1", "GET, PATCH"),
+        ("POST", "/incidents/1/events", "GET"),
         ("PUT", "/incidents/1/status", "PATCH"),
         ("POST", "/health", "GET"),
     ],

@@ -31,6 +31,7 @@ async def test_get_returns_incident(
         "created_at",
         "updated_at",
         "created_by",
+        "owner",
         "updated_by",
     }
 

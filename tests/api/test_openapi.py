@@ -7,11 +7,12 @@ from typing import Any
 import httpx
 import pytest
 
-from api import alerts, health, incidents
+from api import alerts, health, incidents, metrics
 from storage.rules import DESCRIPTION_PATTERN
 
 EXPECTED_OPERATIONS = {
     ("/health", "get"): (health.health, {"200", "503"}),
+    ("/metrics", "get"): (metrics.metrics, {"200", "404"}),
     ("/incidents", "post"): (
         incidents.create_incident,
         {"200", "201", "409", "413", "422", "503"},
@@ -19,6 +20,14 @@ EXPECTED_OPERATIONS = {
     ("/incidents", "get"): (incidents.list_incidents, {"200", "413", "422", "503"}),
     ("/incidents/{incident_id}", "get"): (
         incidents.get_incident,
+        {"200", "304", "404", "413", "422", "503"},
+    ),
+    ("/incidents/{incident_id}", "patch"): (
+        incidents.amend_incident,
+        {"200", "404", "409", "412", "413", "422", "503"},
+    ),
+    ("/incidents/{incident_id}/events", "get"): (
+        incidents.list_incident_events,
         {"200", "404", "413", "422", "503"},
     ),
     ("/incidents/{incident_id}/status", "patch"): (
@@ -104,13 +113,25 @@ async def test_openapi_documents_location_and_total_count_headers(
     assert "X-Total-Count" in listed["200"]["headers"]
 
 
-@pytest.mark.parametrize(("path", "method"), EXPECTED_OPERATIONS)
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [operation for operation, (_, codes) in EXPECTED_OPERATIONS.items() if "503" in codes],
+)
 async def test_openapi_documents_retry_after_of_503(
     document: dict[str, Any], path: str, method: str
 ) -> None:
     unavailable = document["paths"][path][method]["responses"]["503"]
 
     assert "Retry-After" in unavailable["headers"]
+
+
+async def test_openapi_documents_metrics_as_text_and_404_as_json(
+    document: dict[str, Any],
+) -> None:
+    responses = document["paths"]["/metrics"]["get"]["responses"]
+
+    assert list(responses["200"]["content"]) == ["text/plain; version=0.0.4; charset=utf-8"]
+    assert list(responses["404"]["content"]) == ["application/json"]
 
 
 async def test_docs_serves_swagger_ui(client: httpx.AsyncClient) -> None:

@@ -20,9 +20,10 @@ from bot.i18n import create_i18n
 from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits
 from bot.runner import run_bot
+from metrics import Metrics
 from settings import Settings
 from storage.database import create_session_factory
-from storage.models import Incident
+from storage.models import IncidentRow
 from storage.rules import Status
 from storage.store import IncidentStore
 from tests.telegram_stub import TelegramStub
@@ -32,9 +33,9 @@ POLLING_TIMEOUT = 1
 """Seconds per getUpdates long poll in tests: shutdown never waits on one."""
 
 
-def make_incident(**fields: Any) -> Incident:
+def make_incident(**fields: Any) -> IncidentRow:
     """An incident as the store returns it, without a database."""
-    values: dict[str, Any] = {
+    values: dict[str, Any] = dict.fromkeys(IncidentRow._fields) | {
         "id": 17,
         "description": "Scooter #42 is not responding",
         "status": Status.OPEN,
@@ -45,7 +46,7 @@ def make_incident(**fields: Any) -> Incident:
         "updated_by": "Alice",
     }
     values.update(fields)
-    return Incident(**values)
+    return IncidentRow(**values)
 
 
 @pytest.fixture
@@ -135,7 +136,7 @@ def launch_bot(
 
     `limits=` and `delivery=` replace Telegram's limits and the sender's policy;
     `on_token_rejected=` is called when Telegram rejects the token; webhook mode receives
-    updates on `app=`.
+    updates on `app=`; `metrics=` count its Telegram calls and updates.
     """
 
     @asynccontextmanager
@@ -145,6 +146,7 @@ def launch_bot(
         delivery: DeliveryPolicy = TEST_DELIVERY,
         on_token_rejected: Callable[[], None] | None = None,
         app: FastAPI | None = None,
+        metrics: Metrics | None = None,
         **overrides: Any,
     ) -> AsyncIterator[None]:
         settings = make_settings(stub, database_url, **overrides)
@@ -158,6 +160,7 @@ def launch_bot(
             pipeline=pipeline,
             on_token_rejected=on_token_rejected,
             app=app,
+            metrics=metrics,
         ):
             yield
 

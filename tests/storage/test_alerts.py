@@ -31,6 +31,7 @@ def firing(key: str = '{}:{alertname="DiskFull"}', **fields: object) -> Alert:
         "description": "DiskFull\n3 firing: db-1, db-2, db-3",
         "source": "alertmanager",
         "actor": "Alertmanager",
+        "origin": "alertmanager",
         "severity": "critical",
     }
     values.update(fields)
@@ -381,7 +382,7 @@ async def test_migration_down_and_up_again_keeps_incidents_and_their_cards(
     await alerts.receive(resolved())
 
     async with engine.begin() as connection:
-        await connection.run_sync(_migrate_to("0006"))
+        await connection.run_sync(_migrate_to("0009"))
         kept = (await connection.execute(text("SELECT kind, state FROM outbox"))).all()
     async with engine.begin() as connection:
         await connection.run_sync(_migrate_to("head"))

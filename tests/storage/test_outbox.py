@@ -28,9 +28,11 @@ def wakeups() -> list[str]:
 
 
 @pytest.fixture
-def store(engine: AsyncEngine, wakeups: list[str]) -> IncidentStore:
+def store(engine: AsyncEngine, wakeups: list[str], fast_paths: bool) -> IncidentStore:
     return IncidentStore(
-        create_session_factory(engine), on_delivery_queued=lambda: wakeups.append("queued")
+        create_session_factory(engine),
+        on_delivery_queued=lambda: wakeups.append("queued"),
+        fast_paths=fast_paths,
     )
 
 

@@ -1,13 +1,17 @@
 """What the bot's sender needs from the outbox beyond the queue itself: skipping chats it
-cannot send to now, and a card sent while its incident changed."""
+cannot send to now, a card sent while its incident changed, and claims that keep two
+senders (two instances) from ever both sending one row."""
 
 from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.database import create_session_factory
-from storage.models import DeliveryKind
+from storage.models import DeliveryKind, utcnow
 from storage.outbox import Outbox
 from storage.rules import Status
 from storage.store import CardRequest, IncidentStore, NewIncident
@@ -93,3 +97,87 @@ async def test_mark_sent_of_card_drawn_before_a_change_queues_edit(
         "ru",
     )
     assert edit.incident.status == Status.RESOLVED
+
+
+HOLD = timedelta(minutes=3)
+
+
+async def _claim_one_by_one(outbox: Outbox, ids: list[int]) -> set[int]:
+    """Claim the rows one at a time, as a sender does message by message."""
+    claimed: set[int] = set()
+    for delivery_id in ids:
+        claimed |= await outbox.claim([delivery_id], hold=HOLD)
+    return claimed
+
+
+async def test_two_senders_claiming_the_same_rows_get_disjoint_rows(
+    engine: AsyncEngine, store: IncidentStore
+) -> None:
+    for message_id in range(1, 41):
+        await _reported(store, GROUP, message_id)
+    # Two instances, each with its own sessions and writers (as two processes have).
+    first = Outbox(create_session_factory(engine)).claiming_as("instance-a")
+    second = Outbox(create_session_factory(engine)).claiming_as("instance-b")
+    ids = [pending.delivery.id for pending in await first.due()]
+
+    # Both race over every row: one front to back, the other back to front, then both
+    # over all of them at once.
+    a, b = await asyncio.gather(
+        _claim_one_by_one(first, ids), _claim_one_by_one(second, ids[::-1])
+    )
+    a_again, b_again = await asyncio.gather(
+        first.claim(ids, hold=HOLD), second.claim(ids, hold=HOLD)
+    )
+
+    assert a.isdisjoint(b)
+    assert a | b == set(ids)
+    assert (a_again, b_again) == (a, b)  # each claims again its own rows, and only those
+    assert {pending.delivery.id for pending in await first.due()} == a
+    assert {pending.delivery.id for pending in await second.due()} == b
+    assert await Outbox(create_session_factory(engine)).due() == []
+
+
+async def test_expired_claim_is_taken_again(engine: AsyncEngine, store: IncidentStore) -> None:
+    await _reported(store)
+    dead = Outbox(create_session_factory(engine)).claiming_as("instance-a")
+    taking_over = Outbox(create_session_factory(engine)).claiming_as("instance-b")
+    [pending] = await dead.due()
+    row = pending.delivery.id
+
+    assert await dead.claim([row], hold=timedelta(seconds=0.3)) == {row}
+    assert await taking_over.claim([row], hold=HOLD) == set()
+    assert await taking_over.due() == []
+    expires_at = await taking_over.next_due_at()
+    assert expires_at is not None and expires_at > pending.delivery.not_before
+    await asyncio.sleep((expires_at - utcnow()).total_seconds() + 0.01)
+
+    assert [pending.delivery.id for pending in await taking_over.due()] == [row]
+    assert await taking_over.claim([row], hold=HOLD) == {row}
+    assert await dead.claim([row], hold=HOLD) == set()
+
+
+async def test_postponed_rows_are_handed_back(engine: AsyncEngine, store: IncidentStore) -> None:
+    await _reported(store)
+    first = Outbox(create_session_factory(engine)).claiming_as("instance-a")
+    second = Outbox(create_session_factory(engine)).claiming_as("instance-b")
+    [pending] = await first.due()
+    row = pending.delivery.id
+    await first.claim([row], hold=HOLD)
+
+    await second.postpone([row], utcnow(), "not its row")  # held by another: left alone
+    assert await second.due() == []
+    await first.postpone([row], utcnow(), "Bad Gateway")
+
+    assert [pending.delivery.id for pending in await second.due()] == [row]
+    assert await second.claim([row], hold=HOLD) == {row}
+
+
+async def test_finished_rows_are_not_claimed(store: IncidentStore, outbox: Outbox) -> None:
+    await _reported(store)
+    [pending] = await outbox.due()
+    row = pending.delivery.id
+    await outbox.claim([row], hold=HOLD)
+    await outbox.mark_sent([row])
+
+    assert await outbox.claim([row], hold=HOLD) == set()
+    assert await outbox.next_due_at() is None

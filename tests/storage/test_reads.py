@@ -7,13 +7,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, inspect, text
+from sqlalchemy import Select, bindparam, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.models import Incident, IncidentRow
 from storage.rules import Status
-from storage.statements import Statements
-from storage.store import _BY_ID, _BY_MESSAGE, IncidentStore, NewIncident, _page_query
+from storage.statements import COMPILED_KEPT, Statements
+from storage.store import (
+    _BY_ID,
+    _BY_MESSAGE,
+    _ROW_COLUMNS,
+    IncidentStore,
+    NewIncident,
+    _page_query,
+)
 
 
 def _columns(incident: Incident) -> tuple[object, ...]:
@@ -128,7 +135,7 @@ async def test_single_trip_reads_give_what_sqlalchemy_gives(
     async with engine.connect() as connection:
         expected = [tuple(row) for row in await connection.execute(statement, params)]
 
-    got = await Statements(engine).all(statement, params)
+    got = await Statements(engine, before_read=store.settled).all(statement, params)
 
     assert got == expected
     assert [[type(value) for value in row] for row in got] == [
@@ -152,3 +159,53 @@ async def test_cancelled_reads_give_their_connections_back(
 
     assert engine.sync_engine.pool.checkedout() == 0
     assert [row.id for row in page.items] == list(range(60, 10, -1))
+
+
+_INCIDENTS = Incident.__table__
+
+
+@pytest.mark.parametrize("single_trip", [True, False], ids=["single-trip", "sqlalchemy"])
+async def test_a_statement_with_an_expanding_list_runs_on_either_path(
+    store: IncidentStore, engine: AsyncEngine, single_trip: bool
+) -> None:
+    # SQLAlchemy renders `in_([...])` only as it executes: one trip cannot run it, and the
+    # statement takes SQLAlchemy's own path instead of failing.
+    for n in range(5):
+        await store.create(NewIncident(f"incident {n}"))
+    statements = Statements(engine, before_read=store.settled, single_trip=single_trip)
+    listed = select(_INCIDENTS.c.id).where(_INCIDENTS.c.id.in_([2, 4, 9])).order_by("id")
+    bound = select(_INCIDENTS.c.id).where(_INCIDENTS.c.id.in_(bindparam("ids", expanding=True)))
+
+    assert await statements.all(listed, {}) == [(2,), (4,)]
+    assert sorted(await statements.all(bound, {"ids": [1, 5]})) == [(1,), (5,)]
+
+
+async def test_statements_keep_a_bounded_number_of_compiled_forms(
+    store: IncidentStore, engine: AsyncEngine
+) -> None:
+    await store.create(NewIncident("the one"))
+    statements = Statements(engine, before_read=store.settled)
+    # A caller building its select() anew for every read: each is a new statement.
+    for n in range(COMPILED_KEPT + 50):
+        read = select(*_ROW_COLUMNS).where(_INCIDENTS.c.id == bindparam("id") + n - n)
+        assert len(await statements.all(read, {"id": 1})) == 1
+
+    assert statements.kept <= COMPILED_KEPT
+    # The store's own statements, used again, stay compiled.
+    assert await statements.first(_BY_ID, {"id": 1}) is not None
+
+
+async def test_every_read_waits_for_the_writes_queued_before_it(
+    store: IncidentStore, engine: AsyncEngine
+) -> None:
+    # A read built outside the store's methods still sees a creation that is queued and
+    # not yet committed: the gate is the Statements', not each method's.
+    statements = Statements(engine, before_read=store.settled)
+    creating = asyncio.create_task(store.create(NewIncident("queued, not yet committed")))
+    await asyncio.sleep(0)
+    assert not creating.done()
+
+    rows = await statements.all(select(_INCIDENTS.c.description), {})
+
+    assert rows == [("queued, not yet committed",)]
+    await creating

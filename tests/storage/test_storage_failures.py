@@ -160,11 +160,11 @@ async def test_errors_of_the_request_are_not_taken_for_an_unavailable_database(
 
 @pytest.fixture
 async def linked_store(
-    engine: AsyncEngine, database_url: str, link: DatabaseLink
+    engine: AsyncEngine, database_url: str, link: DatabaseLink, fast_paths: bool
 ) -> AsyncIterator[IncidentStore]:
     """A store reaching its (migrated) database through `link`."""
     linked = create_engine(link.url(database_url))
-    yield IncidentStore(create_session_factory(linked))
+    yield IncidentStore(create_session_factory(linked), fast_paths=fast_paths)
     await linked.dispose()
 
 

@@ -111,14 +111,14 @@ async def test_change_status_racing_presses_on_one_card_have_one_winner(
 
 
 async def test_change_status_from_two_engines_at_once_never_locks(
-    engine: AsyncEngine, database_url: str
+    engine: AsyncEngine, database_url: str, fast_paths: bool
 ) -> None:
     # The bot and the HTTP API (or a second process) writing the same file at once.
     second_engine = create_engine(database_url)
     try:
         stores = [
-            IncidentStore(create_session_factory(engine)),
-            IncidentStore(create_session_factory(second_engine)),
+            IncidentStore(create_session_factory(engine), fast_paths=fast_paths),
+            IncidentStore(create_session_factory(second_engine), fast_paths=fast_paths),
         ]
         created = await asyncio.gather(
             *(stores[n % 2].create(NewIncident(f"report {n}")) for n in range(200))
@@ -136,14 +136,14 @@ async def test_change_status_from_two_engines_at_once_never_locks(
 
 
 async def test_two_processes_changing_the_same_incidents_never_deadlock(
-    engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture, fast_paths: bool
 ) -> None:
     # Two instances, each with a batch of changes to the same incidents, asked for in
     # opposite orders: rows locked in the order asked would wait for each other.
     second_engine = create_engine(database_url)
     try:
-        first = IncidentStore(create_session_factory(engine))
-        second = IncidentStore(create_session_factory(second_engine))
+        first = IncidentStore(create_session_factory(engine), fast_paths=fast_paths)
+        second = IncidentStore(create_session_factory(second_engine), fast_paths=fast_paths)
         created = await asyncio.gather(
             *(first.create(NewIncident(f"report {n}")) for n in range(30))
         )

@@ -72,6 +72,8 @@ class ChatMessage:
     is_caption: bool = False
     history: list[MessageVersion] = field(default_factory=list)
     deleted: bool = False
+    reactions: list[str] = field(default_factory=list)
+    """The bot's reaction to the message (setMessageReaction's emoji), if it set one."""
 
     @property
     def edited(self) -> bool:

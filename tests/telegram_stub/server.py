@@ -216,6 +216,9 @@ class _ChatState:
         self.bot_kicked = False
         self.migrated_to: int | None = None
         self.forgotten = False
+        self.owner: int | None = None
+        self.admins: list[int] = []
+        self.reactions_off = False
 
     @property
     def id(self) -> int:
@@ -240,6 +243,11 @@ class _CallbackQuery:
         self.message_id = message_id
         self.pressed_at = pressed_at
         self.answer: CallbackAnswer | None = None
+
+
+ALLOWED_REACTIONS = frozenset({"👍", "👎", "❤", "🔥", "🙏", "👌", "👀", "🤝", "✍", "🫡"})
+"""Some of the emoji Telegram lets a bot react with; others are REACTION_INVALID, as
+Telegram answers for an emoji not on its list."""
 
 
 def _display_name(user: JsonDict) -> str:
@@ -351,6 +359,8 @@ class TelegramStub:
                 "deleteMyCommands": self._delete_my_commands,
                 "sendChatAction": self._send_chat_action,
                 "getChat": self._get_chat,
+                "getChatAdministrators": self._get_chat_administrators,
+                "setMessageReaction": self._set_message_reaction,
             }.items()
         }
 
@@ -673,6 +683,16 @@ class TelegramStub:
             }
         )
         return query_id
+
+    def set_admins(self, chat: ChatRef, *admins: UserRef, owner: UserRef | None = None) -> None:
+        """The chat's creator and administrators, as getChatAdministrators lists them."""
+        state = self._chat_state(chat)
+        state.owner = None if owner is None else int(self._user_data(owner)["id"])
+        state.admins = [int(self._user_data(admin)["id"]) for admin in admins]
+
+    def turn_reactions_off(self, chat: ChatRef) -> None:
+        """The chat allows no reactions: setMessageReaction answers REACTION_INVALID."""
+        self._chat_state(chat).reactions_off = True
 
     def kick_bot(self, chat: ChatRef) -> None:
         """The bot is removed from the chat (or blocked, for a private chat): 403 from now on."""
@@ -1555,6 +1575,39 @@ class TelegramStub:
         state = self._resolve_chat(params, writable=False)
         return {**state.chat, "accent_color_id": 0, "max_reaction_count": 11}
 
+    async def _get_chat_administrators(self, params: _Params) -> list[JsonDict]:
+        state = self._resolve_chat(params, writable=False)
+        if state.type == "private":
+            raise _bad_request("there are no administrators in the private chat")
+        members: list[JsonDict] = []
+        if state.owner is not None:
+            user = self._users[state.owner]
+            members.append({"status": "creator", "user": user, "is_anonymous": False})
+        rights = [
+            "can_manage_chat",
+            "can_delete_messages",
+            "can_manage_video_chats",
+            "can_restrict_members",
+            "can_promote_members",
+            "can_change_info",
+            "can_invite_users",
+            "can_post_stories",
+            "can_edit_stories",
+            "can_delete_stories",
+            "can_send_welcome_messages",
+        ]
+        for admin in state.admins:
+            members.append(
+                {
+                    "status": "administrator",
+                    "user": self._users[admin],
+                    "can_be_edited": False,
+                    "is_anonymous": False,
+                    **dict.fromkeys(rights, False),
+                }
+            )
+        return members
+
     async def _get_updates(self, params: _Params) -> list[JsonDict]:
         if self._webhook.get("url"):
             raise ApiError(
@@ -1757,6 +1810,21 @@ class TelegramStub:
         if markup == record.reply_markup:
             raise _bad_request(NOT_MODIFIED.removeprefix("Bad Request: "))
         return self._apply_edit(record, raw=None, parsed=None, parse_mode=None, markup=markup)
+
+    async def _set_message_reaction(self, params: _Params) -> bool:
+        state = self._resolve_chat(params)
+        message_id = params.get_int("message_id")
+        record = None if message_id is None else self._find_message(state, message_id)
+        if record is None:
+            raise _bad_request("message to react not found")
+        if state.reactions_off:
+            raise _bad_request("REACTION_INVALID")
+        reactions = params.get_json("reaction", "reaction") or []
+        emoji = [str(item.get("emoji")) for item in reactions if item.get("type") == "emoji"]
+        if any(item not in ALLOWED_REACTIONS for item in emoji):
+            raise _bad_request("REACTION_INVALID")
+        record.reactions = emoji
+        return True
 
     async def _delete_message(self, params: _Params) -> bool:
         state = self._resolve_chat(params)

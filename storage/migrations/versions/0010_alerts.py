@@ -1,7 +1,7 @@
 """alerts
 
-Revision ID: 0008
-Revises: 0006
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-04 03:00:00.000000
 
 Incidents raised by monitoring systems (Alertmanager, Grafana, a generic event): each
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0006"
+revision: str = "0010"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

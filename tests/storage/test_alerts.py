@@ -16,9 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.alerts import Alert, AlertAction, AlertOutcome, AlertStore
 from storage.database import alembic_config, create_engine, create_session_factory
-from storage.models import AlertKey, Delivery, DeliveryKind, DeliveryState, utcnow
+from storage.models import (
+    AlertKey,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    EventKind,
+    utcnow,
+)
 from storage.rules import InvalidIncidentError, Status
-from storage.store import CardRequest, IncidentStore
+from storage.store import CardRequest, IncidentStore, StatusChange
 from tests.storage.counts import counts_match_incidents
 
 CHAT = -1_001_234
@@ -396,3 +403,42 @@ async def test_migration_down_and_up_again_keeps_incidents_and_their_cards(
         None,
     )
     assert await counts_match_incidents(engine)
+
+
+async def test_alert_changes_are_on_the_timeline_and_move_the_version(
+    alerts: AlertStore, store: IncidentStore
+) -> None:
+    created = await alerts.receive(firing())
+    repeated = await alerts.receive(firing())
+    grown = await alerts.receive(firing(description="DiskFull\n4 firing: db-1, db-2, db-3, db-4"))
+    resolve = await alerts.receive(resolved())
+
+    versions = [r.incident.version for r in (created, repeated, grown, resolve) if r.incident]
+    assert versions == [1, 2, 3, 4]
+    events = (await store.events(1)).items
+    assert [(e.kind, e.actor, e.status_from, e.status_to, e.text) for e in events] == [
+        (EventKind.CREATED, "Alertmanager", None, Status.OPEN, "alertmanager"),
+        (
+            EventKind.DESCRIPTION_EDITED,
+            "Alertmanager",
+            None,
+            None,
+            "DiskFull\n4 firing: db-1, db-2, db-3, db-4",
+        ),
+        (EventKind.STATUS_CHANGED, "Alertmanager", Status.OPEN, Status.RESOLVED, None),
+    ]
+
+
+async def test_resolve_is_told_to_the_status_observer(engine: AsyncEngine) -> None:
+    told: list[StatusChange] = []
+    store = IncidentStore(create_session_factory(engine), on_status_changed=told.extend)
+    alerts = AlertStore(store)
+
+    await alerts.receive(firing())
+    await alerts.receive(firing())
+    await alerts.receive(resolved())
+    await alerts.receive(resolved())
+
+    assert [(c.incident.id, c.previous, c.incident.status) for c in told] == [
+        (1, Status.OPEN, Status.RESOLVED)
+    ]

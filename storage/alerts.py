@@ -9,7 +9,8 @@ lasts, and then says it is over. For each such alert:
   by the alert or by hand), the new one names it (`previous_id`).
 - A trigger whose key's incident is open or in progress creates nothing: the incident
   counts the repeat, records when it was last seen and takes the alert's description
-  and severity as they are now (a third host started firing). Its card is edited at most
+  and severity as they are now (a third host started firing), keeping what people
+  appended to the description. Its card is edited at most
   once per `edit_interval` for repeats: a pending edit takes the new state along, and a
   new one waits until the interval since the card's last edit has passed.
 - A resolve moves the key's open or in-progress incident to resolved, by the monitoring
@@ -54,6 +55,7 @@ from storage.models import (
 )
 from storage.outbox import queue_card_edit
 from storage.rules import (
+    DESCRIPTION_MAX_LENGTH,
     Status,
     normalize_description,
     normalize_name,
@@ -179,12 +181,13 @@ class AlertStore:
         checked = _check(alert)
         for _ in range(MAX_ATTEMPTS):
             async with self._store.writers.session() as session:
-                current = await _keyed_incident(session, checked.key_hash)
+                keyed = await _keyed(session, checked.key_hash)
+                current = None if keyed is None else keyed.incident
                 applied: _Applied | None
                 if alert.action is AlertAction.RESOLVE:
                     applied = await self._resolve(session, current, checked)
-                elif current is not None and current.status in UNRESOLVED:
-                    applied = await self._repeat(session, current, checked)
+                elif keyed is not None and keyed.incident.status in UNRESOLVED:
+                    applied = await self._repeat(session, keyed, checked)
                 else:
                     applied = await self._raise(session, alert.key, current, checked, card)
                 if applied is None:
@@ -230,14 +233,17 @@ class AlertStore:
         if previous is None:
             moved = await session.execute(
                 _insert_key(session).values(
-                    key_hash=checked.key_hash, dedup_key=key, incident_id=incident.id
+                    key_hash=checked.key_hash,
+                    dedup_key=key,
+                    alert_text=checked.description,
+                    incident_id=incident.id,
                 )
             )
         else:
             moved = await session.execute(
                 update(_KEYS)
                 .where(_KEYS.c.key_hash == checked.key_hash, _KEYS.c.incident_id == previous.id)
-                .values(incident_id=incident.id)
+                .values(incident_id=incident.id, alert_text=checked.description)
                 .returning(_KEYS.c.key_hash)
             )
         if moved.first() is None:
@@ -270,10 +276,11 @@ class AlertStore:
         return _Applied(AlertReceived(AlertOutcome.CREATED, incident), queued=card is not None)
 
     async def _repeat(
-        self, session: AsyncSession, current: IncidentRow, checked: _Checked
+        self, session: AsyncSession, keyed: _Keyed, checked: _Checked
     ) -> _Applied | None:
         """Count a repeat on the key's unresolved incident; None if its status changed
         meanwhile (it may need a new incident now)."""
+        current = keyed.incident
         now = utcnow()
         seen = _INCIDENTS.c.last_seen_at
         gap = self._repeat_min_gap
@@ -284,7 +291,9 @@ class AlertStore:
             update(_INCIDENTS)
             .where(_INCIDENTS.c.id == current.id, _INCIDENTS.c.status.in_(UNRESOLVED))
             .values(
-                description=checked.description,
+                description=_with_alert_text(
+                    current.description, keyed.alert_text, checked.description
+                ),
                 severity=checked.severity or current.severity,
                 repeat_count=_INCIDENTS.c.repeat_count + counted,
                 last_seen_at=case((seen > now, seen), else_=now),
@@ -298,6 +307,12 @@ class AlertStore:
         if row is None:
             return None
         incident = IncidentRow._make(row)
+        if checked.description != keyed.alert_text:
+            await session.execute(
+                update(_KEYS)
+                .where(_KEYS.c.key_hash == checked.key_hash)
+                .values(alert_text=checked.description)
+            )
         if incident.description != current.description:
             edited = TimelineEvent(
                 incident.id,
@@ -434,16 +449,35 @@ def _check(alert: Alert) -> _Checked:
     )
 
 
-async def _keyed_incident(session: AsyncSession, hashed: str) -> IncidentRow | None:
+@dataclass(frozen=True, slots=True)
+class _Keyed:
+    incident: IncidentRow
     """The incident the key raised last, as it is now."""
+    alert_text: str
+    """The description the alert gave last."""
+
+
+async def _keyed(session: AsyncSession, hashed: str) -> _Keyed | None:
+    """What the key points at; None if it never raised an incident."""
     row = (
         await session.execute(
-            select(*_ROW_COLUMNS)
+            select(*_ROW_COLUMNS, _KEYS.c.alert_text)
             .join_from(_KEYS, _INCIDENTS, _KEYS.c.incident_id == _INCIDENTS.c.id)
             .where(_KEYS.c.key_hash == hashed)
         )
     ).first()
-    return None if row is None else IncidentRow._make(row)
+    return None if row is None else _Keyed(IncidentRow._make(row[:-1]), row[-1])
+
+
+def _with_alert_text(description: str, old: str, new: str) -> str:
+    """The incident's description with the alert's part (`old`, at its start) replaced
+    by `new`, and what people appended after it kept; a description rewritten
+    altogether is left as it is."""
+    if not description.startswith(old):
+        return description
+    appended = description[len(old) :]
+    room = DESCRIPTION_MAX_LENGTH - len(appended)
+    return new[:room] + appended
 
 
 def _insert_key(session: AsyncSession) -> Insert:

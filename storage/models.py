@@ -358,6 +358,9 @@ class AlertKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     dedup_key: Mapped[str] = mapped_column(Text)
     """The key as the monitoring system sent it, prefixed with its kind, for people."""
+    alert_text: Mapped[str] = mapped_column(Text)
+    """The description the alert gave last. A repeat replaces that part of the incident's
+    description and keeps what people added after it."""
     incident_id: Mapped[int] = mapped_column(
         ForeignKey("incidents.id", ondelete="CASCADE"), index=True
     )

@@ -25,7 +25,7 @@ from storage.models import (
     utcnow,
 )
 from storage.rules import InvalidIncidentError, Status
-from storage.store import CardRequest, IncidentStore, StatusChange
+from storage.store import Actor, CardRequest, IncidentStore, StatusChange
 from tests.storage.counts import counts_match_incidents
 
 CHAT = -1_001_234
@@ -442,3 +442,20 @@ async def test_resolve_is_told_to_the_status_observer(engine: AsyncEngine) -> No
     assert [(c.incident.id, c.previous, c.incident.status) for c in told] == [
         (1, Status.OPEN, Status.RESOLVED)
     ]
+
+
+async def test_repeat_keeps_what_people_appended_to_the_description(
+    alerts: AlertStore, store: IncidentStore
+) -> None:
+    await alerts.receive(firing())
+    await store.amend(1, by=Actor("Oleg"), description_append="Restarted db-2, no change")
+
+    grown = await alerts.receive(firing(description="DiskFull\n4 firing: db-1, db-2, db-3, db-4"))
+    shrunk = await alerts.receive(firing(description="DiskFull\n1 firing: db-4"))
+
+    assert grown.incident is not None and shrunk.incident is not None
+    assert grown.incident.description == (
+        "DiskFull\n4 firing: db-1, db-2, db-3, db-4\nRestarted db-2, no change"
+    )
+    assert shrunk.incident.description == "DiskFull\n1 firing: db-4\nRestarted db-2, no change"
+    assert shrunk.incident.repeat_count == 2

@@ -39,6 +39,7 @@ def upgrade() -> None:
         "alert_keys",
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("dedup_key", sa.Text(), nullable=False),
+        sa.Column("alert_text", sa.Text(), nullable=False),
         sa.Column(
             "incident_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),

@@ -46,7 +46,7 @@ Labels = dict[str, str]
 
 class _Body(BaseModel):
     # Monitoring systems add fields over time; what is not described here is ignored.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
 
 class PrometheusAlert(_Body):

@@ -75,14 +75,18 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
 }
-_GROUP_RULES = """
 
-The group's `groupKey` names the problem. While the key's incident is open or in
-progress, a `firing` notification counts a repeat on it (and takes the group's
-description and severity as they are now); `resolved` resolves it, replying to its card.
-A `firing` notification for a key whose incident was resolved or closed raises a new
-incident that names the earlier one. Its source is a `source` label, else the
-receiver's kind; its severity, a `severity` label."""
+
+def _group_rules(key: str) -> str:
+    """What the OpenAPI document says of a group receiver, whose groups `key` names."""
+    return f"""
+
+{key} names the problem. While the key's incident is open or in progress, a `firing`
+notification counts a repeat on it (and takes the group's description and severity as
+they are now); `resolved` resolves it, replying to its card. A `firing` notification for
+a key whose incident was resolved or closed raises a new incident that names the earlier
+one. Its source is a `source` label, else the receiver's kind; its severity, a `severity`
+label."""
 
 
 async def _receive(alerts: Alerts, announcement: Announcement, alert: Alert) -> Response:
@@ -97,25 +101,20 @@ def _answer(received: AlertReceived) -> Response:
         if received.incident is None
         else AlertIncidentOut.model_validate(received.incident, from_attributes=True),
     )
-    created = received.outcome is AlertOutcome.CREATED and received.incident is not None
-    headers = (
-        {"Location": f"/incidents/{received.incident.id}"}
-        if created and received.incident is not None
-        else None
-    )
-    return Response(
-        _ANSWER.dump_json(answer),
-        status_code=201 if created else 200,
-        headers=headers,
-        media_type="application/json",
-    )
+    incident = received.incident
+    if received.outcome is AlertOutcome.CREATED and incident is not None:
+        # get_incident's path, written out, as create_incident does.
+        location = {"Location": f"/incidents/{incident.id}"}
+        return Response(_ANSWER.dump_json(answer), 201, location, "application/json")
+    return Response(_ANSWER.dump_json(answer), media_type="application/json")
 
 
 @router.post(
     "/alertmanager",
     response_model=AlertAnswer,
     responses=_RESPONSES,
-    description="Prometheus Alertmanager's webhook body (version 4)." + _GROUP_RULES,
+    description="Prometheus Alertmanager's webhook body (version 4)."
+    + _group_rules("The group's `groupKey`"),
 )
 async def receive_alertmanager(
     notification: AlertmanagerNotification, alerts: Alerts, announcement: Announcement
@@ -129,7 +128,7 @@ async def receive_alertmanager(
     response_model=AlertAnswer,
     responses=_RESPONSES,
     description="Grafana Alerting's webhook contact point body (version 1)."
-    + _GROUP_RULES.replace("groupKey`", "groupKey` (within its `orgId`)"),
+    + _group_rules("The group's `groupKey`, within its `orgId`,"),
 )
 async def receive_grafana(
     notification: GrafanaNotification, alerts: Alerts, announcement: Announcement

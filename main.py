@@ -160,8 +160,8 @@ def freeze_startup_objects() -> None:
 
     Modules, classes, pydantic and SQLAlchemy schemas, aiogram's hundreds of models: a few
     hundred thousand objects that live as long as the process. Every full collection
-    walked them all, over half the time spent on a chat report and a fair share of an
-    HTTP request's. Frozen, collections walk only what requests and updates allocate.
+    walked them all, a large part of what a chat report and an HTTP request cost (the
+    bench shows it). Frozen, collections walk only what requests and updates allocate.
     """
     gc.collect()
     gc.freeze()

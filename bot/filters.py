@@ -128,3 +128,14 @@ class IsStatusReply(Filter):
         if status is None:
             return False
         return {"status": status}
+
+
+class IsNote(Filter):
+    """A reply that may be a note on an incident: it has text (or a caption) and is not
+    a command. Whether it answers an incident's card or report, its handler finds out."""
+
+    async def __call__(self, message: Message) -> bool:
+        text = message_text(message)
+        if message.reply_to_message is None or not text:
+            return False
+        return not text.startswith("/")

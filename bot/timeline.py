@@ -69,7 +69,9 @@ def event_line(event: EventRow, now: datetime) -> str:
 
 def recent_events_text(events: Sequence[EventRow], total: int, now: datetime) -> str:
     """The latest events (given newest first), oldest of them first, as HTML."""
-    heading = _("Latest of {total} events, times in UTC:").format(total=total)
+    heading = _("Latest events ({shown} of {total}), times in UTC:").format(
+        shown=len(events), total=total
+    )
     lines = [escape(event_line(event, now)) for event in reversed(events)]
     return f"<i>{escape(heading)}</i>\n" + "\n".join(lines)
 

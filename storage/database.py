@@ -29,12 +29,12 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # How long a writer waits for another writer (the bot and the HTTP API, or a second
 # process) before SQLite gives up with "database is locked" (the HTTP API then answers 503).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# How many connections to a SQLite file the pool keeps open: as many as it may ever hand
-# out at once (SQLAlchemy's default 5, plus its 10 overflow). An overflow connection is
-# otherwise closed as soon as it is returned, and opening one (a thread, the file, four
-# PRAGMAs) costs as much as several requests: at 8 concurrent clients that was a new
-# connection every 15-20 requests.
-SQLITE_POOL_SIZE = 15
+# How many connections the pool keeps open: as many as it may ever hand out at once
+# (SQLAlchemy's default 5, plus its 10 overflow). An overflow connection is otherwise
+# closed as soon as it is returned, and opening one (for SQLite a thread, the file, four
+# PRAGMAs; for PostgreSQL a server process and authentication) costs several requests'
+# worth: under a handful of concurrent clients the pool would keep opening them.
+POOL_SIZE = 15
 # The PostgreSQL advisory lock `migrate` holds (any bigint this database's other users
 # leave alone): "incident" in ASCII.
 MIGRATION_LOCK_KEY = 0x696E636964656E74
@@ -75,11 +75,13 @@ def create_engine(
     is_sqlite = url.get_backend_name() == "sqlite"
     on_aiosqlite = is_sqlite and url.get_driver_name() == "aiosqlite"
     options: dict[str, Any] = {"pool_pre_ping": not is_sqlite}
+    if not is_sqlite:
+        options.update(pool_size=POOL_SIZE, max_overflow=0)
     if is_sqlite and url.database and url.database != ":memory:":
         # A fresh checkout should just work, even with DATABASE_URL pointing into a
         # directory that does not exist yet.
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=0)
+        options.update(pool_size=POOL_SIZE, max_overflow=0)
     if on_aiosqlite:
         options.update(pool_reset_on_return=None)  # _roll_back_if_in_transaction instead
     engine = create_async_engine(url, **options)

@@ -74,7 +74,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     ) -> Callable[[Any], datetime | None] | None:
         # On SQLite the two steps (the dialect parses the text, then process_result_value
         # makes it aware) are one call here: two values per incident add up on a page,
-        # and datetime.replace() alone costs several times a parse.
+        # and datetime.replace() costs more than the parse itself.
         if dialect.name == "sqlite":
             return _utc_from_sqlite
         return super().result_processor(dialect, coltype)

@@ -66,9 +66,9 @@ async def give_back(database: URL) -> None:
     """Empty `database` again for the next test: whatever still holds a connection to it
     (a killed process's, a pool left open) is disconnected, and its schema is new.
 
-    Creating a database costs a quarter of a second, most of a short test's time; this,
-    a few milliseconds. Nothing of a test outlives it: the tables, sequences and types are
-    the schema's, and session state (advisory locks, settings) goes with the connections.
+    Creating a database costs more than most short tests take; emptying one is quick.
+    Nothing of a test outlives it: the tables, sequences and types are the schema's, and
+    session state (advisory locks, settings) goes with the connections.
     """
     connection = await _admin(database)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message, ReactionTypeEmoji, User
@@ -18,6 +18,7 @@ from aiogram.utils.i18n import gettext as _
 from bot import actions
 from bot.callbacks import HistoryPage, TakeButton
 from bot.cards import LIST_PAGE_SIZE, escape, list_line, render_card, shorten, take_over_keyboard
+from bot.filters import IsNote, message_text
 from bot.operators import Operators
 from bot.parsing import parse_incident_id
 from bot.timeline import EVENTS_PER_PAGE, render_history
@@ -142,7 +143,7 @@ async def note_by_reply(
 ) -> None:
     """A reply to an incident's card or report that is neither a report nor a status word:
     a note on its timeline. A reply to anything else is chat, and left alone."""
-    text = message.text if message.text is not None else message.caption
+    text = message_text(message)
     if not text:
         return
     incident_id = await actions.replied_incident_id(message, store, bot)
@@ -284,5 +285,5 @@ def create_notes_router() -> Router:
     """Replies that are notes: after every other handler, so a reply that is a report, a
     status word or a command is that instead."""
     router = Router(name=f"{__name__}.notes")
-    router.message.register(note_by_reply, F.reply_to_message, ~F.text.startswith("/"))
+    router.message.register(note_by_reply, IsNote())
     return router

@@ -44,6 +44,7 @@ def make_incident(**fields: Any) -> IncidentRow:
         "updated_at": NOON,
         "created_by": "Alice",
         "updated_by": "Alice",
+        "version": 1,
     }
     values.update(fields)
     return IncidentRow(**values)

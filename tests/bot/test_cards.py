@@ -55,7 +55,10 @@ def test_render_card_names_who_changed_status() -> None:
 
 
 def test_render_card_has_no_buttons_when_closed() -> None:
-    assert render_card(make_incident(status=Status.CLOSED)).reply_markup is None
+    keyboard = render_card(make_incident(status=Status.CLOSED)).reply_markup
+    assert [[button.text for button in row] for row in keyboard.inline_keyboard] == [
+        ["📜 History"]
+    ]
 
 
 def test_render_card_shows_markup_characters_exactly() -> None:

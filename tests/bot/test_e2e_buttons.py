@@ -34,7 +34,7 @@ async def test_button_changes_status_and_edits_card_in_place(scene: Scene) -> No
         "🟡 Incident #1 · in progress · monitoring\nScooter #42 down\n\n"
         "Reported by Alice Smith\nStatus set by Bob"
     )
-    assert edited.button_texts == ["✅ Resolved", "🔒 Close"]
+    assert edited.button_texts == ["✅ Resolved", "🔒 Close", "🙋 Take", "📜 History"]
     assert len(stub.sent_messages(chat)) == 1
     incident = await scene.store.get(1)
     assert (incident.status, incident.updated_by) == (Status.IN_PROGRESS, "Bob")
@@ -51,7 +51,7 @@ async def test_closing_by_button_leaves_card_without_buttons(scene: Scene) -> No
         lambda: stub.message(chat, card.message_id).edited and stub.message(chat, card.message_id)
     )
     assert (closed.text or "").startswith("⚪ Incident #1 · closed · monitoring")
-    assert closed.buttons == []
+    assert closed.button_texts == ["📜 History"]
 
 
 async def test_stale_press_gets_alert_and_refreshed_card(scene: Scene) -> None:
@@ -69,7 +69,7 @@ async def test_stale_press_gets_alert_and_refreshed_card(scene: Scene) -> None:
     assert answer.text == "Incident #1 is resolved now: someone changed it first. Look again."
     refreshed = stub.message(chat, card.message_id)
     assert (refreshed.text or "").startswith("🟢 Incident #1 · resolved · monitoring")
-    assert refreshed.button_texts == ["🛠 In progress", "🔒 Close"]
+    assert refreshed.button_texts == ["🛠 In progress", "🔒 Close", "🙋 Take", "📜 History"]
     assert (await scene.store.get(1)).status == Status.RESOLVED
 
 
@@ -87,7 +87,7 @@ async def test_press_on_outdated_keyboard_of_closed_incident_is_refused(scene: S
 
     assert answer.show_alert is True
     assert answer.text == "Incident #1 is closed now: someone changed it first. Look again."
-    assert stub.message(chat, card.message_id).buttons == []
+    assert stub.message(chat, card.message_id).button_texts == ["📜 History"]
     assert (await scene.store.get(1)).status == Status.CLOSED
 
 

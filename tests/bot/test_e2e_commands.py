@@ -48,8 +48,9 @@ async def test_startup_registers_command_menu_in_english_and_russian(scene: Scen
     russian = scene.stub.commands(language_code="ru")
 
     assert english is not None and russian is not None
-    assert [c["command"] for c in english] == ["new", "list", "status", "help"]
-    assert [c["command"] for c in russian] == ["new", "list", "status", "help"]
+    menu = ["new", "list", "status", "take", "release", "mine", "note", "help"]
+    assert [c["command"] for c in english] == menu
+    assert [c["command"] for c in russian] == menu
     assert english[0]["description"] == "Report an incident: /new [source] text"
     assert russian[0]["description"] == "Сообщить об инциденте: /new [источник] текст"
 
@@ -158,12 +159,15 @@ async def test_status_changes_status_and_replies_with_card(scene: Scene) -> None
 
     assert (reply.text or "").startswith("🟡 Incident #1 · in progress · monitoring")
     assert (reply.text or "").endswith("Status set by Alice Smith")
-    assert reply.button_texts == ["✅ Resolved", "🔒 Close"]
+    assert reply.button_texts == ["✅ Resolved", "🔒 Close", "🙋 Take", "📜 History"]
     incident = await scene.store.get(1)
     assert (incident.status, incident.updated_by) == (Status.IN_PROGRESS, "Alice Smith")
     # The original card follows, so its buttons are never out of date.
     await stub.wait_for(
-        lambda: stub.message(chat, card.message_id).button_texts == ["✅ Resolved", "🔒 Close"]
+        lambda: (
+            stub.message(chat, card.message_id).button_texts
+            == ["✅ Resolved", "🔒 Close", "🙋 Take", "📜 History"]
+        )
     )
 
 
@@ -211,8 +215,18 @@ async def test_status_with_id_only_shows_card(scene: Scene) -> None:
     asked = await stub.send_user_message(chat, scene.alice, "/status 1")
     reply = await stub.wait_for_message(chat, reply_to=asked)
 
-    assert reply.text == "🔴 Incident #1 · open · monitoring\nProblem 1"
-    assert reply.button_texts == ["🛠 In progress", "✅ Resolved", "🔒 Close"]
+    lines = (reply.text or "").splitlines()
+    # The card, then its latest events.
+    assert lines[:2] == ["🔴 Incident #1 · open · monitoring", "Problem 1"]
+    assert lines[3] == "Latest events (1 of 1), times in UTC:"
+    assert lines[4].endswith("🆕 someone reported it (chat)")
+    assert reply.button_texts == [
+        "🛠 In progress",
+        "✅ Resolved",
+        "🔒 Close",
+        "🙋 Take",
+        "📜 History",
+    ]
     assert (await scene.store.get(1)).status == Status.OPEN
 
 

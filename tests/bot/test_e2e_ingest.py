@@ -24,7 +24,13 @@ async def test_report_becomes_incident_with_card_replying_to_it(scene: Scene) ->
     assert card.text == (
         "🔴 Incident #1 · open · monitoring\nСамокат #42 не отвечает\n\nReported by Alice Smith"
     )
-    assert card.button_texts == ["🛠 In progress", "✅ Resolved", "🔒 Close"]
+    assert card.button_texts == [
+        "🛠 In progress",
+        "✅ Resolved",
+        "🔒 Close",
+        "🙋 Take",
+        "📜 History",
+    ]
     await all_delivered(scene.store)
     incident = await scene.store.get(1)
     assert (incident.source, incident.description, incident.created_by) == (
@@ -147,6 +153,8 @@ async def test_edit_updates_description_and_card_in_place(scene: Scene) -> None:
         "🛠 In progress",
         "✅ Resolved",
         "🔒 Close",
+        "🙋 Take",
+        "📜 History",
     ]
 
 
@@ -220,7 +228,7 @@ async def test_russian_user_gets_russian_card(scene: Scene) -> None:
     assert card.text == (
         "🔴 Инцидент #1 · открыт · monitoring\nСамокат #42 не отвечает\n\nСообщил(а): Ivan"
     )
-    assert card.button_texts == ["🛠 В работу", "✅ Решено", "🔒 Закрыть"]
+    assert card.button_texts == ["🛠 В работу", "✅ Решено", "🔒 Закрыть", "🙋 Беру", "📜 История"]
 
 
 async def test_edit_of_new_command_updates_description(scene: Scene) -> None:

@@ -74,11 +74,8 @@ async def test_report_take_note_resolve_is_a_timeline_of_five_events(scene: Scen
     shown = await stub.send_user_message(chat, anna, "/status 1")
     status = await stub.wait_for_message(chat, reply_to=shown)
     lines = (status.text or "").splitlines()
-    assert "Latest of 5 events, times in UTC:" in lines
-    assert [
-        line.split(" ", 1)[1]
-        for line in lines[lines.index("Latest of 5 events, times in UTC:") + 1 :]
-    ] == [
+    latest = lines[lines.index("Latest events (5 of 5), times in UTC:") + 1 :]
+    assert [line.split(" ", 1)[1] for line in latest] == [
         "🆕 Alice Smith reported it (chat)",
         "🙋 Oleg took it",
         "🔄 Oleg: open → in progress",

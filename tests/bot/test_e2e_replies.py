@@ -31,7 +31,10 @@ async def test_reply_to_card_with_status_word_changes_status(scene: Scene) -> No
     assert (updated.text or "").endswith("Status set by Bob")
     assert (await scene.store.get(1)).status == Status.RESOLVED
     await stub.wait_for(
-        lambda: stub.message(chat, card.message_id).button_texts == ["🛠 In progress", "🔒 Close"]
+        lambda: (
+            stub.message(chat, card.message_id).button_texts
+            == ["🛠 In progress", "🔒 Close", "🙋 Take", "📜 History"]
+        )
     )
 
 
@@ -58,7 +61,7 @@ async def test_reply_to_status_reply_card_changes_status(scene: Scene) -> None:
     updated = await stub.wait_for_message(chat, reply_to=reply)
 
     assert (updated.text or "").startswith("⚪ Incident #1 · closed · monitoring")
-    assert updated.buttons == []
+    assert updated.button_texts == ["📜 History"]
 
 
 async def test_number_and_status_word_changes_status(scene: Scene) -> None:

@@ -179,6 +179,9 @@ class AlertStore:
         or source the store refuses.
         """
         checked = _check(alert)
+        # After the store's writes queued before it (a button closing the incident), as
+        # the store's own plain write path is.
+        await self._store.settled()
         for _ in range(MAX_ATTEMPTS):
             async with self._store.writers.session() as session:
                 keyed = await _keyed(session, checked.key_hash)

@@ -16,12 +16,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from api import health, incidents
-from api.dependencies import ApiKeyDocumented
+from api import alerts, health, incidents
+from api.dependencies import ApiKeyDocumented, BearerDocumented
 from api.metrics import router as metrics_router
 from api.request_metrics import RequestMetrics
 from api.schemas import STORAGE_UNAVAILABLE, ErrorOut, TransitionErrorOut, retry_after
 from metrics import Metrics
+from storage.alerts import AlertRaceError, AlertStore
 from storage.errors import describe, is_storage_unavailable
 from storage.leadership import Leadership
 from storage.rules import EXCERPT_MAX_LENGTH, InvalidIncidentError, excerpt
@@ -47,8 +48,13 @@ Incidents reported by on-call chats, monitoring systems and people, tracked thro
 `open → in_progress | resolved | closed`, `in_progress → resolved | closed`,
 `resolved → in_progress | closed`; `closed` is final.
 
-When the service has an `API_KEY`, every `/incidents` route needs it in the
-`X-API-Key` header. `/health` and `/metrics` are always open.
+Monitoring systems post their own alert formats to `/alerts/alertmanager`,
+`/alerts/grafana` and `/alerts`: one incident per problem (a group, a `dedup_key`) while
+it lasts, resolved when it is over.
+
+When the service has an `API_KEY`, every `/incidents` and `/alerts` route needs it, in
+the `X-API-Key` header or as `Authorization: Bearer <key>`. `/health` and `/metrics` are
+always open.
 """
 
 
@@ -59,14 +65,16 @@ def create_app(
     announce_chat_id: int | None = None,
     leadership: Leadership | None = None,
     metrics: Metrics | None = None,
+    alert_store: AlertStore | None = None,
 ) -> FastAPI:
-    """Build the HTTP API over `store`; with `api_key`, /incidents requires X-API-Key.
+    """Build the HTTP API over `store`; with `api_key`, /incidents and /alerts require it.
 
     With `announce_chat_id`, each incident created here is announced in that Telegram
     chat: its card is queued in the outbox with the incident, for the bot to post.
     `leadership` (when the bot runs) is what /health reports as the instance's bot role.
     With `metrics`, every request is counted in them and /metrics serves them; without,
     /metrics answers 404.
+    `alert_store` applies what /alerts receives (by default one over `store`).
     """
     app = FastAPI(
         title="incident-bot",
@@ -75,6 +83,10 @@ def create_app(
         max_body_size=MAX_BODY_BYTES,
         openapi_tags=[
             {"name": "incidents", "description": "Report, list and move incidents."},
+            {
+                "name": "alerts",
+                "description": "Alerts from monitoring systems, in their own formats.",
+            },
             {"name": "health", "description": "Liveness and database readiness."},
             {"name": "metrics", "description": "Prometheus metrics (METRICS=off: 404)."},
         ],
@@ -86,6 +98,7 @@ def create_app(
     app.state.metrics = metrics
     if metrics is not None:
         app.add_middleware(RequestMetrics, metrics=metrics)
+    app.state.alerts = alert_store or AlertStore(store)
 
     app.exception_handler(RequestValidationError)(_request_invalid)
     app.exception_handler(405)(_method_not_allowed)
@@ -93,6 +106,7 @@ def create_app(
     app.exception_handler(TransitionNotAllowedError)(_transition_not_allowed)
     app.exception_handler(VersionMismatchError)(_version_mismatch)
     app.exception_handler(InvalidIncidentError)(_invalid_incident)
+    app.exception_handler(AlertRaceError)(_alert_kept_changing)
     app.exception_handler(DBAPIError)(_storage_failed)
     app.exception_handler(PoolTimeoutError)(_storage_failed)
     # A database server that cannot be reached: the driver's socket error, as it is.
@@ -100,16 +114,17 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(metrics_router)
-    if api_key is None:
-        app.include_router(incidents.router, responses=STORAGE_UNAVAILABLE)
-    else:
+    for router in (incidents.router, alerts.router):
+        if api_key is None:
+            app.include_router(router, responses=STORAGE_UNAVAILABLE)
+            continue
         app.include_router(
-            incidents.router,
-            dependencies=[ApiKeyDocumented],
+            router,
+            dependencies=[ApiKeyDocumented, BearerDocumented],
             responses={
                 401: {
                     "model": ErrorOut,
-                    "description": "Missing or wrong X-API-Key",
+                    "description": "Missing or wrong key (X-API-Key or Authorization: Bearer)",
                     "headers": {
                         "WWW-Authenticate": {
                             "description": "APIKey",
@@ -216,6 +231,14 @@ async def _storage_failed(request: Request, error: Exception) -> JSONResponse:
         describe(error),
     )
     body = ErrorOut(detail="The database is unavailable right now; try again later.")
+    return JSONResponse(status_code=503, content=body.model_dump(), headers=retry_after())
+
+
+async def _alert_kept_changing(request: Request, error: AlertRaceError) -> JSONResponse:
+    # Other instances kept changing the alert's incident under this one: the monitoring
+    # system's retry will find it settled.
+    logger.warning("%s %s: answered 503: %s", request.method, request.url.path, error)
+    body = ErrorOut(detail="The alert's incident kept changing; try again later.")
     return JSONResponse(status_code=503, content=body.model_dump(), headers=retry_after())
 
 

@@ -154,7 +154,9 @@ class IncidentOut(BaseModel):
     source: str
     created_at: datetime = Field(description="When it was reported (UTC).")
     updated_at: datetime = Field(description="When it last changed (UTC).")
-    created_by: str | None = Field(description="Who reported it: 'api' or a Telegram user.")
+    created_by: str | None = Field(
+        description="Who reported it: 'api', a Telegram user or a monitoring system."
+    )
     updated_by: str | None = Field(description="Who last changed its status.")
     owner_id: int | None = Field(default=None, exclude=True)
     owner_name: str | None = Field(default=None, exclude=True)
@@ -186,6 +188,19 @@ class EventOut(BaseModel):
             "For a note, an edit or an appended text: the text; for owner_set/owner_released:"
             " the owner's name; for created: where from (chat, api, ...)."
         )
+    )
+
+
+class AlertIncidentOut(IncidentOut):
+    """An incident as the /alerts receivers answer: with what its alert adds."""
+
+    severity: str | None = Field(description="The alert's severity label, if it has one.")
+    repeat_count: int = Field(
+        description="How many times the alert came again while the incident was unresolved."
+    )
+    last_seen_at: datetime | None = Field(description="When the alert last came (UTC).")
+    previous_id: int | None = Field(
+        description="The incident the same alert raised before (resolved or closed since)."
     )
 
 

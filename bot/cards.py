@@ -144,8 +144,26 @@ def _keyboard(incident: IncidentRow, take: InlineKeyboardButton) -> InlineKeyboa
     return InlineKeyboardMarkup(inline_keyboard=[row for row in (statuses, on_call) if row])
 
 
-def _card_footer(incident: IncidentRow) -> str:
+def _alert_lines(incident: IncidentRow) -> list[str]:
+    """What a monitoring system's incident adds: its severity, its repeats and when it
+    was last seen, and the incident the same alert raised before."""
     lines = []
+    if incident.severity:
+        lines.append(_("Severity: {severity}").format(severity=incident.severity))
+    if incident.repeat_count and incident.last_seen_at is not None:
+        lines.append(
+            _("Repeats: {count} · last seen {time} UTC").format(
+                count=incident.repeat_count,
+                time=format_time(incident.last_seen_at, incident.created_at),
+            )
+        )
+    if incident.previous_id is not None:
+        lines.append(_("Fired again; previous: #{id}").format(id=incident.previous_id))
+    return lines
+
+
+def _card_footer(incident: IncidentRow) -> str:
+    lines = _alert_lines(incident)
     if incident.created_by:
         lines.append(_("Reported by {name}").format(name=incident.created_by))
     if incident.status != Status.OPEN and incident.updated_by:
@@ -215,6 +233,24 @@ def render_summary(incident_ids: Sequence[int]) -> Rendered:
         " /status <id> shows one incident's card."
     )
     return Rendered(escape(f"{registered}\n{how}"))
+
+
+def render_resolved_notice(incident_id: int, actor: str, *, replying: bool) -> Rendered:
+    """The short reply to a card that tells the chat a monitoring system resolved it;
+    naming the incident when there is no card to reply to (a storm folded it)."""
+    if replying:
+        text = _("Resolved by {actor}").format(actor=actor)
+    else:
+        text = _("Incident #{id} resolved by {actor}").format(id=incident_id, actor=actor)
+    return Rendered(escape(f"✅ {text}"))
+
+
+def render_resolved_summary(incident_ids: Sequence[int]) -> Rendered:
+    """One message for many resolve notices at once, instead of a reply to each card."""
+    text = _("Resolved {count} incidents: {ids}.").format(
+        count=len(incident_ids), ids=compact_ids(incident_ids)
+    )
+    return Rendered(escape(f"✅ {text}"))
 
 
 def format_time(moment: datetime, now: datetime) -> str:

@@ -10,6 +10,8 @@ for Telegram. This task reads the outbox oldest first and, per chat:
   topic) go out as one summary (`Registered 37 incidents: #101-#137 ...`); while the
   storm goes on, the chat gets at most one summary per `fold_interval`;
 - sends several pending edits of one card as one edit, drawn from the incident as it is;
+- replies to a card when a monitoring system resolved its incident, and folds more than
+  `fold_threshold` such notices pending for one chat into one message;
 - honours 429 (`retry_after` bans the chat, nothing goes there earlier), retries 5xx and
   network errors with exponential backoff (pausing all sending meanwhile: Telegram is
   down for everyone), follows a group upgraded to a supergroup, treats "message is not
@@ -53,7 +55,13 @@ from aiogram.exceptions import (
 from aiogram.types import Message, ReplyParameters
 from aiogram.utils.i18n import I18n
 
-from bot.cards import Rendered, render_card, render_summary
+from bot.cards import (
+    Rendered,
+    render_card,
+    render_resolved_notice,
+    render_resolved_summary,
+    render_summary,
+)
 from bot.filters import ServedChats
 from bot.i18n import DEFAULT_LOCALE
 from bot.rate_limits import RateLimiter, Slot
@@ -117,9 +125,10 @@ class _Outcome(enum.Enum):
 
 @dataclass(slots=True)
 class _Job:
-    """One message to send: a card, a summary of many cards, or an edit of one card."""
+    """One message to send: a card, a summary of many cards, an edit of one card, a
+    resolve notice, or a summary of many resolve notices."""
 
-    kind: Literal["card", "summary", "edit"]
+    kind: Literal["card", "summary", "edit", "notice", "notices"]
     rows: list[PendingDelivery] = field(default_factory=list)
 
     @property
@@ -155,6 +164,9 @@ class Sender:
         """Chats skipped until their allowance frees up or their storm hold ends."""
         self._storms: dict[int, float] = {}
         """Chat → when its storm hold ends (set by each summary)."""
+        self._cards_posted: dict[tuple[int, int], int] = {}
+        """(chat, incident) → the card posted this round: the round's rows were read
+        before it was, and a notice read with them replies to it."""
         self._failures = 0
         self._paused_until = 0.0
         self._stopping = False
@@ -221,6 +233,7 @@ class Sender:
         if self._limiter.now() < self._paused_until:
             return False
         self._busy = {chat_id for chat_id in self._busy if self._busy_for(chat_id) > 0}
+        self._cards_posted.clear()
         rows = await self._outbox.due(limit=self.policy.batch, exclude_chat_ids=self._busy)
         by_chat: dict[int, list[PendingDelivery]] = {}
         for row in rows:
@@ -286,9 +299,11 @@ class Sender:
             for row in rows
             if row.delivery.kind == DeliveryKind.CARD
         )
+        notices = sum(row.delivery.kind == DeliveryKind.RESOLVED_NOTICE for row in rows)
         jobs: list[_Job] = []
         summaries: dict[int | None, _Job] = {}
         edits: dict[int, _Job] = {}
+        notice_summary: _Job | None = None
         for row in rows:
             delivery = row.delivery
             if delivery.kind == DeliveryKind.CARD_EDIT:
@@ -296,6 +311,15 @@ class Sender:
                 if job is None:
                     job = edits[delivery.incident_id] = _Job("edit")
                     jobs.append(job)
+            elif delivery.kind == DeliveryKind.RESOLVED_NOTICE:
+                if notices <= self.policy.fold_threshold:
+                    job = _Job("notice")
+                    jobs.append(job)
+                elif notice_summary is None:
+                    job = notice_summary = _Job("notices")
+                    jobs.append(job)
+                else:
+                    job = notice_summary
             elif new_cards[delivery.message_thread_id] > fold_threshold:
                 job = summaries.get(delivery.message_thread_id)
                 if job is None:
@@ -371,6 +395,8 @@ class Sender:
             )
             return _Outcome.DONE
         self._failures = 0
+        if job.kind == "card" and sent is not None:
+            self._cards_posted[chat_id, job.rows[0].incident.id] = sent.message_id
         # Recorded outside the error handling above: Telegram has the message now.
         if not await self._record(f"{job.kind} {job.ids} as sent", self._marking_sent(job, sent)):
             return _Outcome.STOP_ALL
@@ -380,7 +406,7 @@ class Sender:
         self, job: _Job, sent: Message | None = None
     ) -> Callable[[], Awaitable[None]]:
         """What records the job as delivered (a new card's message on its incident)."""
-        if job.kind == "summary":
+        if job.kind in ("summary", "notices"):
             return lambda: self._outbox.mark_folded(job.ids)
         if sent is None:
             return lambda: self._outbox.mark_sent(job.ids)
@@ -428,15 +454,29 @@ class Sender:
         """Send the job's message; the new card (to remember), or None for an edit."""
         first = job.rows[0]
         incident = first.incident
+        card_chat_id, card_message_id = incident.card_chat_id, incident.card_message_id
+        # A notice replies to its incident's card, wherever the card is in this chat.
+        card_here = self._cards_posted.get((chat_id, incident.id))
+        if card_here is None and card_chat_id == chat_id:
+            card_here = card_message_id
         with self._i18n.context(), self._i18n.use_locale(_main_locale(job.rows)):
             if job.kind == "summary":
                 rendered = render_summary([row.incident.id for row in job.rows])
+            elif job.kind == "notices":
+                rendered = render_resolved_summary([row.incident.id for row in job.rows])
+            elif job.kind == "notice":
+                actor = first.delivery.actor or incident.updated_by or ""
+                rendered = render_resolved_notice(
+                    incident.id, actor, replying=card_here is not None
+                )
             else:
                 rendered = render_card(incident)
-        if job.kind == "summary":
+        if job.kind in ("summary", "notices"):
             await self._post(chat_id, rendered, thread_id=first.delivery.message_thread_id)
             return None
-        card_chat_id, card_message_id = incident.card_chat_id, incident.card_message_id
+        if job.kind == "notice":
+            await self._post(chat_id, rendered, thread_id=None, reply_to=card_here)
+            return None
         if job.kind == "edit" and card_chat_id == chat_id and card_message_id is not None:
             await self._bot.edit_message_text(
                 text=rendered.text,

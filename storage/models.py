@@ -25,7 +25,13 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from storage.rules import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, SOURCE_MAX_LENGTH, Status
+from storage.rules import (
+    DESCRIPTION_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    SEVERITY_MAX_LENGTH,
+    SOURCE_MAX_LENGTH,
+    Status,
+)
 
 # Stable constraint names, so Alembic migrations can refer to (and drop) them.
 NAMING_CONVENTION = {
@@ -135,6 +141,14 @@ class Incident(Base):
     owner_name: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
     # Goes up by one with every change (each event on its timeline): the HTTP API's ETag.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # For an incident a monitoring system raised (`storage.alerts`): the alert's severity
+    # label, how many times the alert came again while the incident was unresolved and
+    # when it last did, and the incident this alert raised before (resolved or closed).
+    severity: Mapped[str | None] = mapped_column(String(SEVERITY_MAX_LENGTH))
+    # Filled by the database (server default): the store's INSERTs name only their own columns.
+    repeat_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_id: Mapped[int | None] = mapped_column(BigInteger)
     # No reminders (nor alert-repeat edits of the card) until then.
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -187,6 +201,10 @@ class IncidentRow(NamedTuple):
     owner_id: int | None
     owner_name: str | None
     version: int
+    severity: str | None = None
+    repeat_count: int = 0
+    last_seen_at: datetime | None = None
+    previous_id: int | None = None
     snoozed_until: datetime | None = None
 
 
@@ -273,6 +291,8 @@ class DeliveryKind(StrEnum):
     """Send the incident's card: a reply to its report, or an announcement."""
     CARD_EDIT = "card_edit"
     """Edit the incident's existing card to show it as it is now."""
+    RESOLVED_NOTICE = "resolved_notice"
+    """A short reply to the incident's card: a monitoring system resolved it (`actor`)."""
     REMINDER = "reminder"
     """A reply to the card: nobody has taken the incident, or nothing happened for long."""
 
@@ -315,6 +335,9 @@ class Delivery(Base):
     # may take it (`Outbox.claim`). Kept once the row is done: who sent it.
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who a notice names ("Alertmanager" resolved it): fixed when it is queued, since the
+    # incident may have been changed by someone else by the time it is sent.
+    actor: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
 
     __table_args__ = (
         CheckConstraint(_values_in("kind", DeliveryKind), name="kind_known"),
@@ -322,6 +345,31 @@ class Delivery(Base):
         # The sender's one query: pending rows in order.
         Index(None, "state", "id"),
         Index(None, "incident_id"),
+    )
+
+
+class AlertKey(Base):
+    """Which incident an alert's key (an Alertmanager or Grafana group, a `dedup_key`)
+    raised last: a repeat while it is unresolved counts on it, a trigger after it was
+    resolved or closed raises a new one and moves the key there (`storage.alerts`).
+
+    One row per key, so that instances receiving the same alert at once raise one
+    incident: each moves the key only from the incident it read (compare-and-set), and
+    the one that finds it moved meanwhile starts over.
+    """
+
+    __tablename__ = "alert_keys"
+
+    # sha256 of the key, hex: keys are as long as the monitoring system makes them (a
+    # group's labels), and an index holds only so much of a value.
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(Text)
+    """The key as the monitoring system sent it, prefixed with its kind, for people."""
+    alert_text: Mapped[str] = mapped_column(Text)
+    """The description the alert gave last. A repeat replaces that part of the incident's
+    description and keeps what people added after it."""
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
     )
 
 

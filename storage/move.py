@@ -6,7 +6,8 @@ For teams that started on the default SQLite file and outgrew it:
         postgresql+asyncpg://incidents:secret@db.example.com:5432/incidents
 
 Both are brought to the newest schema first. Everything the service keeps is copied, ids
-kept: incidents (with their cards), the outbox, the kept counts and the chat migrations.
+kept: incidents (with their cards and alert keys), the outbox, the kept counts and the chat
+migrations.
 On PostgreSQL each id sequence is then set past the highest id copied, so new incidents
 continue the numbering. The target must not hold incidents yet; stop the service before
 moving, and start it with the new DATABASE_URL after.
@@ -26,10 +27,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.database import create_engine, migrate
-from storage.models import Base, ChatMigration, Delivery, Incident, IncidentCount
+from storage.models import AlertKey, Base, ChatMigration, Delivery, Incident, IncidentCount
 
 MOVED: tuple[str, ...] = (
     Incident.__tablename__,
+    AlertKey.__tablename__,
     IncidentCount.__tablename__,
     Delivery.__tablename__,
     ChatMigration.__tablename__,

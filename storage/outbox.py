@@ -45,8 +45,11 @@ from storage.models import (
 ERROR_MAX_LENGTH = 1000
 
 
-def queue_card_edit(session: AsyncSession, incident_id: int, chat_id: int) -> None:
-    """Queue, in `session`'s transaction, an edit of the incident's card in `chat_id`.
+def queue_card_edit(
+    session: AsyncSession, incident_id: int, chat_id: int, *, not_before: datetime | None = None
+) -> None:
+    """Queue, in `session`'s transaction, an edit of the incident's card in `chat_id`;
+    with `not_before`, to be made no earlier than then.
 
     The edit keeps the language the card was first written in. Nothing is sent from the
     row itself: the sender draws the card from the incident as it is when it edits.
@@ -57,6 +60,7 @@ def queue_card_edit(session: AsyncSession, incident_id: int, chat_id: int) -> No
             incident_id=incident_id,
             chat_id=chat_id,
             locale=_card_locale(incident_id),
+            not_before=not_before or utcnow(),
         )
     )
 

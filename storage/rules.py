@@ -39,6 +39,8 @@ SOURCE_MAX_LENGTH = 32
 DESCRIPTION_MAX_LENGTH = 4096
 NAME_MAX_LENGTH = 128
 """Who reported or changed an incident (`created_by`, `updated_by`): longer names are cut."""
+SEVERITY_MAX_LENGTH = 32
+"""A monitoring system's severity label (`critical`, `warning`, `P1`): longer ones are cut."""
 EXCERPT_MAX_LENGTH = 64
 """How much of a bad input an error message repeats: enough to recognise it, never all."""
 # Letters of any script, digits, "_" and "-": operator, monitoring, zabbix, склад.
@@ -138,6 +140,17 @@ def normalize_name(raw: str | None) -> str | None:
     readable = raw.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     name = clean_text(readable).strip()[:NAME_MAX_LENGTH].strip()
     return name if has_visible_text(name) else None
+
+
+def normalize_severity(raw: str | None) -> str | None:
+    """A severity as a monitoring system labels it, on one line, lower-cased and cut to
+    SEVERITY_MAX_LENGTH; None when nothing of it shows. Like a name, never a reason to
+    refuse an alert."""
+    name = normalize_name(raw)
+    if name is None:
+        return None
+    severity = " ".join(name.split()).lower()[:SEVERITY_MAX_LENGTH].strip()
+    return severity or None
 
 
 def normalize_description(raw: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache, cached_property
@@ -135,6 +135,20 @@ class Actor:
 
     name: str | None
     user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One event of an incident's timeline, as a module writing beside the store hands it
+    over (`IncidentStore.record_events`)."""
+
+    incident_id: int
+    at: datetime
+    kind: EventKind
+    by: Actor
+    status_from: Status | None = None
+    status_to: Status | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1065,6 +1079,56 @@ class IncidentStore:
     def _delivery_queued(self) -> None:
         if self._on_delivery_queued is not None:
             self._on_delivery_queued()
+
+    # -- for the modules that write incidents beside the store (storage.alerts) ---------
+
+    @property
+    def writers(self) -> Writers:
+        """The store's write transactions: a module writing incidents beside the store
+        takes turns with the store's own writes through them (see `Writers`)."""
+        return self._writers
+
+    async def count_changes(
+        self,
+        connection: AsyncConnection,
+        changes: Iterable[tuple[IncidentRow | None, IncidentRow]],
+    ) -> None:
+        """Keep `incident_counts` in step with incidents written beside the store, in that
+        write's transaction: (None, incident) for one created, (before, after) for one
+        whose status (or source) changed."""
+        deltas: Counter[tuple[int, Status, str]] = Counter()
+        for before, after in changes:
+            if before is not None:
+                deltas[_counted(before)] -= 1
+            deltas[_counted(after)] += 1
+        await self._add_to_counts(connection, deltas)
+
+    async def record_events(self, session: AsyncSession, events: Iterable[TimelineEvent]) -> None:
+        """Write timeline events in `session`'s transaction, as the store's own changes
+        write theirs."""
+        rows = [
+            _event(
+                event.incident_id,
+                event.at,
+                event.kind,
+                event.by,
+                status_from=event.status_from,
+                status_to=event.status_to,
+                text=event.text,
+            )
+            for event in events
+        ]
+        if rows:
+            await session.execute(_INSERT_EVENTS, rows)
+
+    def notify_delivery_queued(self) -> None:
+        """Wake the bot's sender: a commit made beside the store queued a delivery."""
+        self._delivery_queued()
+
+    def notify_status_changed(self, changes: Sequence[StatusChange]) -> None:
+        """Tell the status observer (`on_status_changed`) of changes committed beside the
+        store."""
+        self._status_changes_committed(changes)
 
     @staticmethod
     async def _find_duplicate(session: AsyncSession, new: NewIncident) -> IncidentRow | None:

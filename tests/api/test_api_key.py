@@ -59,7 +59,9 @@ async def test_incidents_routes_reject_missing_or_wrong_key_with_401(
     )
 
     assert response.status_code == 401
-    assert response.json() == {"detail": "Missing or invalid X-API-Key header"}
+    assert response.json() == {
+        "detail": "Missing or invalid API key (X-API-Key or Authorization: Bearer)"
+    }
     assert response.headers["WWW-Authenticate"] == "APIKey"
     assert (await client.get(f"/incidents/{incident.id}", headers=GOOD)).json()["status"] == "open"
 
@@ -104,7 +106,7 @@ async def test_openapi_documents_key_when_set(client: httpx.AsyncClient) -> None
     }
     for path, operations in document["paths"].items():
         for operation in operations.values():
-            secured = path.startswith("/incidents")
+            secured = path.startswith(("/incidents", "/alerts"))
             assert ("security" in operation) is secured
             assert ("401" in operation["responses"]) is secured
 

@@ -223,7 +223,9 @@ async def test_request_without_right_key_gets_401_whatever_else_is_wrong(
     response = await keyed_client.request(method, path, content=content, headers=headers)
 
     assert response.status_code == 401
-    assert response.json() == {"detail": "Missing or invalid X-API-Key header"}
+    assert response.json() == {
+        "detail": "Missing or invalid API key (X-API-Key or Authorization: Bearer)"
+    }
     assert response.headers["WWW-Authenticate"] == "APIKey"
 
 

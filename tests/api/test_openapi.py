@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api import health, incidents, metrics
+from api import alerts, health, incidents, metrics
 from storage.rules import DESCRIPTION_PATTERN
 
 EXPECTED_OPERATIONS = {
@@ -34,6 +34,12 @@ EXPECTED_OPERATIONS = {
         incidents.change_incident_status,
         {"200", "404", "409", "413", "422", "503"},
     ),
+    ("/alerts/alertmanager", "post"): (
+        alerts.receive_alertmanager,
+        {"200", "201", "413", "422", "503"},
+    ),
+    ("/alerts/grafana", "post"): (alerts.receive_grafana, {"200", "201", "413", "422", "503"}),
+    ("/alerts", "post"): (alerts.receive_event, {"200", "201", "413", "422", "503"}),
 }
 
 

@@ -14,6 +14,8 @@ from bot.cards import (
     compact_ids,
     render_card,
     render_list_page,
+    render_resolved_notice,
+    render_resolved_summary,
     render_summary,
     visible_length,
 )
@@ -214,4 +216,67 @@ def test_render_summary_in_russian(russian: None) -> None:
         "Зарегистрировано инцидентов: 4 — #1–#3, #9.\n"
         "Слишком много сразу, чтобы прислать карточку на каждый: /list open покажет их,"
         " /status <номер> — карточку одного."
+    )
+
+
+def test_render_card_of_an_alert_shows_severity_repeats_and_previous() -> None:
+    card = render_card(
+        make_incident(
+            source="alertmanager",
+            created_by="Alertmanager",
+            updated_by="Alertmanager",
+            severity="critical",
+            repeat_count=4,
+            last_seen_at=NOON + timedelta(minutes=5),
+            previous_id=16,
+        )
+    )
+
+    assert visible(card.text) == (
+        "🔴 Incident #17 · open · alertmanager\nScooter #42 is not responding\n\n"
+        "Severity: critical\nRepeats: 4 · last seen 14:07 UTC\nFired again; previous: #16\n"
+        "Reported by Alertmanager"
+    )
+
+
+def test_render_card_of_an_alert_seen_once_says_no_repeats() -> None:
+    card = render_card(make_incident(repeat_count=0, last_seen_at=NOON, severity=None))
+
+    assert "Repeats" not in visible(card.text)
+    assert "Severity" not in visible(card.text)
+
+
+def test_render_card_of_an_alert_in_russian(russian: None) -> None:
+    card = render_card(
+        make_incident(
+            severity="warning",
+            repeat_count=2,
+            last_seen_at=NOON + timedelta(days=1),
+            previous_id=3,
+        )
+    )
+
+    assert "Важность: warning" in visible(card.text)
+    assert "Повторов: 2 · последний раз 24.11 14:02 UTC" in visible(card.text)
+    assert "Сработало снова; предыдущий: #3" in visible(card.text)
+
+
+def test_render_resolved_notice_replying_to_the_card_or_naming_the_incident() -> None:
+    assert visible(render_resolved_notice(17, "Alertmanager", replying=True).text) == (
+        "✅ Resolved by Alertmanager"
+    )
+    assert visible(render_resolved_notice(17, "<zabbix>", replying=False).text) == (
+        "✅ Incident #17 resolved by <zabbix>"
+    )
+    assert visible(render_resolved_summary([3, 4, 5, 9]).text) == (
+        "✅ Resolved 4 incidents: #3\u2013#5, #9."
+    )
+
+
+def test_render_resolved_notice_in_russian(russian: None) -> None:
+    assert visible(render_resolved_notice(17, "Alertmanager", replying=True).text) == (
+        "✅ Решено: Alertmanager"
+    )
+    assert visible(render_resolved_notice(17, "Grafana", replying=False).text) == (
+        "✅ Инцидент #17 решён: Grafana"
     )

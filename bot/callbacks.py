@@ -121,3 +121,21 @@ class HistoryPage(CallbackData, prefix="h"):
     incident: IncidentId
     page: PageNumber = 0
     fresh: bool = False
+
+
+SNOOZE_HOURS = (1, 4)
+"""What a card's 🔕 buttons offer."""
+
+
+class SnoozeButton(CallbackData, prefix="z"):
+    """🔕 1h / 🔕 4h: no reminders about `incident` for `hours`."""
+
+    incident: IncidentId
+    hours: int
+
+    @field_validator("hours")
+    @classmethod
+    def _offered(cls, hours: int) -> int:
+        if hours not in SNOOZE_HOURS:
+            raise ValueError(f"cannot snooze for {hours} hours")
+        return hours

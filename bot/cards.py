@@ -13,12 +13,19 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
-from bot.callbacks import HistoryPage, ListPage, StatusButton, TakeButton
+from bot.callbacks import (
+    SNOOZE_HOURS,
+    HistoryPage,
+    ListPage,
+    SnoozeButton,
+    StatusButton,
+    TakeButton,
+)
 from storage.models import IncidentRow
 from storage.rules import Status, allowed_next
 
@@ -140,7 +147,19 @@ def _keyboard(incident: IncidentRow, take: InlineKeyboardButton) -> InlineKeyboa
         text="📜 " + _("History"),
         callback_data=HistoryPage(incident=incident.id, fresh=True).pack(),
     )
-    on_call = [history] if incident.status == Status.CLOSED else [take, history]
+    snooze = [
+        InlineKeyboardButton(
+            text=f"🔕 {hours}" + _("h"),
+            callback_data=SnoozeButton(incident=incident.id, hours=hours).pack(),
+        )
+        for hours in SNOOZE_HOURS
+    ]
+    if incident.status == Status.CLOSED:
+        on_call = [history]
+    elif incident.status == Status.RESOLVED:
+        on_call = [take, history]
+    else:
+        on_call = [take, *snooze, history]
     return InlineKeyboardMarkup(inline_keyboard=[row for row in (statuses, on_call) if row])
 
 
@@ -170,6 +189,10 @@ def _card_footer(incident: IncidentRow) -> str:
         lines.append(_("Status set by {name}").format(name=incident.updated_by))
     if incident.owner_name:
         lines.append(_("Owner: {name}").format(name=incident.owner_name))
+    now = datetime.now(UTC)
+    if incident.snoozed_until is not None and incident.snoozed_until > now:
+        until = format_time(incident.snoozed_until, now)
+        lines.append("🔕 " + _("Snoozed until {time} UTC").format(time=until))
     return "\n".join(lines)
 
 
@@ -243,6 +266,51 @@ def render_resolved_notice(incident_id: int, actor: str, *, replying: bool) -> R
     else:
         text = _("Incident #{id} resolved by {actor}").format(id=incident_id, actor=actor)
     return Rendered(escape(f"✅ {text}"))
+
+
+def render_reminder(incident: IncidentRow, now: datetime, *, replying: bool) -> Rendered | None:
+    """The reminder an incident is due as it is now: nobody took it (open, no owner), or
+    its owner, named so that Telegram notifies them, has let it go quiet (in progress).
+    None when neither holds any more (taken, resolved or snoozed since it was queued)."""
+    if incident.snoozed_until is not None and incident.snoozed_until > now:
+        return None
+    subject = _("this incident") if replying else f"#{incident.id}"
+    if incident.status == Status.OPEN and incident.owner_name is None:
+        text = _("Nobody has taken {subject} for {age}. Press 🙋 Take on its card.").format(
+            subject=subject, age=format_age(now - incident.created_at)
+        )
+        return Rendered(escape(f"⏰ {text}"))
+    if incident.status == Status.IN_PROGRESS and incident.owner_name is not None:
+        owner = escape(incident.owner_name)
+        if incident.owner_id is not None:
+            owner = f'<a href="tg://user?id={incident.owner_id}">{owner}</a>'
+        text = escape(
+            _("{subject} has had no news for a while: a note or a new status, please.").format(
+                subject=subject
+            )
+        )
+        return Rendered(f"⏰ {owner}, {text}")
+    return None
+
+
+def render_reminder_summary(incident_ids: Sequence[int]) -> Rendered:
+    """One message for many reminders at once, instead of a reply to each card."""
+    text = _("{count} incidents are waiting for someone: {ids}. /list open shows them.").format(
+        count=len(incident_ids), ids=compact_ids(incident_ids)
+    )
+    return Rendered(escape(f"⏰ {text}"))
+
+
+def format_age(age: timedelta) -> str:
+    """`45 min`, `3 h 20 min`, `2 d 4 h`: how long, to the minute."""
+    minutes = max(1, int(age.total_seconds() // 60))
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return _("{days} d {hours} h").format(days=days, hours=hours)
+    if hours:
+        return _("{hours} h {minutes} min").format(hours=hours, minutes=minutes)
+    return _("{minutes} min").format(minutes=minutes)
 
 
 def render_resolved_summary(incident_ids: Sequence[int]) -> Rendered:

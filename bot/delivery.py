@@ -12,6 +12,8 @@ for Telegram. This task reads the outbox oldest first and, per chat:
 - sends several pending edits of one card as one edit, drawn from the incident as it is;
 - replies to a card when a monitoring system resolved its incident, and folds more than
   `fold_threshold` such notices pending for one chat into one message;
+- replies to a card with a reminder (nobody took it; its owner let it go quiet), drops
+  one that no longer holds when its turn comes, and folds many into one message;
 - honours 429 (`retry_after` bans the chat, nothing goes there earlier), retries 5xx and
   network errors with exponential backoff (pausing all sending meanwhile: Telegram is
   down for everyone), follows a group upgraded to a supergroup, treats "message is not
@@ -38,7 +40,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from aiogram import Bot
@@ -58,6 +60,8 @@ from aiogram.utils.i18n import I18n
 from bot.cards import (
     Rendered,
     render_card,
+    render_reminder,
+    render_reminder_summary,
     render_resolved_notice,
     render_resolved_summary,
     render_summary,
@@ -128,7 +132,7 @@ class _Job:
     """One message to send: a card, a summary of many cards, an edit of one card, a
     resolve notice, or a summary of many resolve notices."""
 
-    kind: Literal["card", "summary", "edit", "notice", "notices"]
+    kind: Literal["card", "summary", "edit", "notice", "notices", "reminder", "reminders"]
     rows: list[PendingDelivery] = field(default_factory=list)
 
     @property
@@ -300,10 +304,12 @@ class Sender:
             if row.delivery.kind == DeliveryKind.CARD
         )
         notices = sum(row.delivery.kind == DeliveryKind.RESOLVED_NOTICE for row in rows)
+        reminders = sum(row.delivery.kind == DeliveryKind.REMINDER for row in rows)
         jobs: list[_Job] = []
         summaries: dict[int | None, _Job] = {}
         edits: dict[int, _Job] = {}
         notice_summary: _Job | None = None
+        reminder_summary: _Job | None = None
         for row in rows:
             delivery = row.delivery
             if delivery.kind == DeliveryKind.CARD_EDIT:
@@ -311,6 +317,15 @@ class Sender:
                 if job is None:
                     job = edits[delivery.incident_id] = _Job("edit")
                     jobs.append(job)
+            elif delivery.kind == DeliveryKind.REMINDER:
+                if reminders <= self.policy.fold_threshold:
+                    job = _Job("reminder")
+                    jobs.append(job)
+                elif reminder_summary is None:
+                    job = reminder_summary = _Job("reminders")
+                    jobs.append(job)
+                else:
+                    job = reminder_summary
             elif delivery.kind == DeliveryKind.RESOLVED_NOTICE:
                 if notices <= self.policy.fold_threshold:
                     job = _Job("notice")
@@ -406,7 +421,7 @@ class Sender:
         self, job: _Job, sent: Message | None = None
     ) -> Callable[[], Awaitable[None]]:
         """What records the job as delivered (a new card's message on its incident)."""
-        if job.kind in ("summary", "notices"):
+        if job.kind in ("summary", "notices", "reminders"):
             return lambda: self._outbox.mark_folded(job.ids)
         if sent is None:
             return lambda: self._outbox.mark_sent(job.ids)
@@ -459,7 +474,19 @@ class Sender:
         card_here = self._cards_posted.get((chat_id, incident.id))
         if card_here is None and card_chat_id == chat_id:
             card_here = card_message_id
+        now = datetime.now(UTC)
         with self._i18n.context(), self._i18n.use_locale(_main_locale(job.rows)):
+            reminder: Rendered | None = None
+            if job.kind == "reminder":
+                reminder = render_reminder(incident, now, replying=card_here is not None)
+            elif job.kind == "reminders":
+                # Those taken, resolved or snoozed since they were queued are left out.
+                still_due = [
+                    row.incident.id
+                    for row in job.rows
+                    if render_reminder(row.incident, now, replying=False) is not None
+                ]
+                reminder = render_reminder_summary(still_due) if still_due else None
             if job.kind == "summary":
                 rendered = render_summary([row.incident.id for row in job.rows])
             elif job.kind == "notices":
@@ -476,6 +503,12 @@ class Sender:
             return None
         if job.kind == "notice":
             await self._post(chat_id, rendered, thread_id=None, reply_to=card_here)
+            return None
+        if job.kind in ("reminder", "reminders"):
+            # A reminder no longer due is recorded as done without a word.
+            if reminder is not None:
+                reply_to = card_here if job.kind == "reminder" else None
+                await self._post(chat_id, reminder, thread_id=None, reply_to=reply_to)
             return None
         if job.kind == "edit" and card_chat_id == chat_id and card_message_id is not None:
             await self._bot.edit_message_text(

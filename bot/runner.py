@@ -35,6 +35,7 @@ from bot.i18n import create_i18n
 from bot.menu import bot_commands
 from bot.pipeline import UpdatePipeline
 from bot.rate_limits import Limits, RateLimiter
+from bot.reminders import Reminders
 from bot.tasks import log_failure
 from bot.webhook import create_webhook_router
 from metrics import Metrics
@@ -42,6 +43,7 @@ from settings import Settings
 from storage.leadership import Leadership, instance_name
 from storage.models import utcnow
 from storage.outbox import Outbox
+from storage.reminders import ReminderPolicy
 from storage.store import IncidentStore
 
 logger = logging.getLogger(__name__)
@@ -141,8 +143,8 @@ async def run_bot(
 
         @asynccontextmanager
         async def lead() -> AsyncIterator[None]:
-            """What the active instance runs: the sender, and polling or the webhook's
-            registration."""
+            """What the active instance runs: the sender, the reminders, and polling or
+            the webhook's registration."""
             sender = Sender(
                 sender_bot,
                 outbox.claiming_as(elected.lease.holder),
@@ -155,6 +157,9 @@ async def run_bot(
             )
             await _count_recent_sends(outbox, limiter)
             sender.start()
+            reminding = asyncio.create_task(
+                Reminders(store, reminder_policy(settings)).run(), name="reminders"
+            )
             try:
                 if settings.webhook_url is None:
                     receiving = _long_poll(
@@ -165,6 +170,8 @@ async def run_bot(
                 async with receiving:
                     yield
             finally:
+                reminding.cancel()
+                await asyncio.wait((reminding,))
                 await sender.stop()
 
         leading = asyncio.create_task(elected.run(lead), name="leadership")
@@ -183,6 +190,13 @@ async def run_bot(
         await sender_bot.session.close()
     if rejected:
         raise rejected[0]
+
+
+def reminder_policy(settings: Settings) -> ReminderPolicy:
+    """REMIND_AFTER, REMIND_EVERY and STALE_AFTER."""
+    return ReminderPolicy.from_seconds(
+        settings.remind_after, settings.remind_every, settings.stale_after
+    )
 
 
 async def _count_recent_sends(outbox: Outbox, limiter: RateLimiter) -> None:

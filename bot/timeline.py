@@ -30,6 +30,8 @@ EVENT_EMOJI = {
     EventKind.OWNER_SET: "🙋",
     EventKind.OWNER_RELEASED: "👋",
     EventKind.NOTE: "📝",
+    EventKind.REMINDER_SENT: "⏰",
+    EventKind.SNOOZED: "🔕",
 }
 
 
@@ -57,6 +59,14 @@ def describe_event(event: EventRow) -> str:
             return _("{who} released it").format(who=who)
         case EventKind.NOTE:
             return _("{who}: {text}").format(who=who, text=event.text or "")
+        case EventKind.REMINDER_SENT if event.text == "stale":
+            return _("Reminder: no news for a while")
+        case EventKind.REMINDER_SENT:
+            return _("Reminder: nobody has taken it")
+        case EventKind.SNOOZED:
+            return _("{who} snoozed reminders until {time} UTC").format(
+                who=who, time=_snoozed_until(event)
+            )
         case _:
             return _("{who}: {what}").format(who=who, what=event.kind.value)
 
@@ -107,3 +117,11 @@ def render_history(
         )
     keyboard = InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None
     return Rendered("\n".join(lines), keyboard)
+
+
+def _snoozed_until(event: EventRow) -> str:
+    try:
+        until = datetime.fromisoformat(event.text or "")
+    except ValueError:
+        return event.text or "?"
+    return format_time(until, event.at)

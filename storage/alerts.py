@@ -340,6 +340,9 @@ class AlertStore:
         """
         if incident.card_chat_id is None or incident.card_message_id is None:
             return False
+        if incident.snoozed_until is not None and incident.snoozed_until > now:
+            # Snoozed: the card shows the repeats once someone changes it, or after.
+            return False
         pending = await session.scalar(
             select(_OUTBOX.c.id)
             .where(

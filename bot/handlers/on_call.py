@@ -7,21 +7,28 @@ for everyone in a served chat.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message, ReactionTypeEmoji, User
+from aiogram.types import (
+    CallbackQuery,
+    InaccessibleMessage,
+    Message,
+    ReactionTypeEmoji,
+    User,
+)
 from aiogram.utils.i18n import gettext as _
 
 from bot import actions
-from bot.callbacks import HistoryPage, TakeButton
+from bot.callbacks import HistoryPage, SnoozeButton, TakeButton
 from bot.cards import LIST_PAGE_SIZE, escape, list_line, render_card, shorten, take_over_keyboard
 from bot.filters import IsNote, message_text
 from bot.operators import Operators
 from bot.parsing import parse_incident_id
 from bot.timeline import EVENTS_PER_PAGE, render_history
+from storage.models import IncidentRow
 from storage.rules import InvalidIncidentError
 from storage.store import (
     Actor,
@@ -208,14 +215,38 @@ async def press_take(
         return
     incident = taken.incident
     await callback.answer(_short(_("You own incident #{id} now.").format(id=incident.id)))
-    is_the_card = pressed is not None and (pressed.chat.id, pressed.message_id) == (
-        incident.card_chat_id,
-        incident.card_message_id,
+    await _refresh_pressed(bot, pressed, incident)
+
+
+async def press_snooze(
+    callback: CallbackQuery,
+    callback_data: SnoozeButton,
+    store: IncidentStore,
+    chats: ChatScope,
+    operators: Operators,
+    bot: Bot,
+) -> None:
+    """🔕 1h / 🔕 4h: no reminders about the incident (nor alert-repeat edits) until then."""
+    pressed = callback.message
+    chat = pressed.chat if pressed is not None else None
+    if not await operators.allow(chat, callback.from_user):
+        await callback.answer(_short(actions.not_an_operator_text()), show_alert=True)
+        return
+    until = datetime.now(UTC) + timedelta(hours=callback_data.hours)
+    try:
+        snoozed = await store.snooze(
+            callback_data.incident, until, person(callback.from_user), chats=chats
+        )
+    except IncidentNotFoundError:
+        await callback.answer(
+            _short(actions.not_found_text(callback_data.incident)), show_alert=True
+        )
+        return
+    answer = _("No reminders about incident #{id} until {time} UTC.").format(
+        id=callback_data.incident, time=f"{until:%H:%M}"
     )
-    # The card follows through the outbox; another message with these buttons (a /status
-    # answer, a take-over question) is brought up to date here.
-    if pressed is not None and not is_the_card:
-        await actions.edit_message(bot, pressed.chat.id, pressed.message_id, render_card(incident))
+    await callback.answer(_short(answer))
+    await _refresh_pressed(bot, pressed, snoozed.incident)
 
 
 async def press_history(
@@ -260,6 +291,21 @@ async def press_history(
         await actions.edit_message(bot, pressed.chat.id, pressed.message_id, rendered)
 
 
+async def _refresh_pressed(
+    bot: Bot, pressed: Message | InaccessibleMessage | None, incident: IncidentRow
+) -> None:
+    """The card follows through the outbox; another message with the card's buttons (a
+    /status answer, a take-over question) is brought up to date here."""
+    if pressed is None:
+        return
+    is_the_card = (pressed.chat.id, pressed.message_id) == (
+        incident.card_chat_id,
+        incident.card_message_id,
+    )
+    if not is_the_card:
+        await actions.edit_message(bot, pressed.chat.id, pressed.message_id, render_card(incident))
+
+
 def _refusal(incident_id: int, error: IncidentNotFoundError | TransitionNotAllowedError) -> str:
     if isinstance(error, IncidentNotFoundError):
         return actions.not_found_text(incident_id)
@@ -277,6 +323,7 @@ def create_router() -> Router:
     router.message.register(mine_command, Command("mine"))
     router.message.register(note_command, Command("note"))
     router.callback_query.register(press_take, TakeButton.filter())
+    router.callback_query.register(press_snooze, SnoozeButton.filter())
     router.callback_query.register(press_history, HistoryPage.filter())
     return router
 

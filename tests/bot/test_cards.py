@@ -14,6 +14,7 @@ from bot.cards import (
     compact_ids,
     render_card,
     render_list_page,
+    render_reminder,
     render_resolved_notice,
     render_resolved_summary,
     render_summary,
@@ -280,3 +281,22 @@ def test_render_resolved_notice_in_russian(russian: None) -> None:
     assert visible(render_resolved_notice(17, "Grafana", replying=False).text) == (
         "✅ Инцидент #17 решён: Grafana"
     )
+
+
+def test_a_reminder_is_drawn_from_the_incident_as_it_is_when_sent() -> None:
+    now = NOON + timedelta(minutes=75)
+    untaken = make_incident(created_at=NOON)
+    taken = make_incident(status=Status.IN_PROGRESS, owner_id=42, owner_name="Oleg")
+    snoozed = make_incident(snoozed_until=now + timedelta(minutes=5))
+    resolved = make_incident(status=Status.RESOLVED)
+
+    reminder = render_reminder(untaken, now, replying=False)
+
+    assert reminder is not None
+    assert reminder.text == "⏰ Nobody has taken #17 for 1 h 15 min. Press 🙋 Take on its card."
+    nudge = render_reminder(taken, now, replying=True)
+    assert nudge is not None
+    assert nudge.text.startswith('⏰ <a href="tg://user?id=42">Oleg</a>, this incident has')
+    # Taken (for an untaken reminder), snoozed or resolved since: nothing to say.
+    assert render_reminder(snoozed, now, replying=True) is None
+    assert render_reminder(resolved, now, replying=True) is None

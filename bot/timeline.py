@@ -32,6 +32,7 @@ EVENT_EMOJI = {
     EventKind.NOTE: "📝",
     EventKind.REMINDER_SENT: "⏰",
     EventKind.SNOOZED: "🔕",
+    EventKind.ALERT_REPEATED: "🔁",
 }
 
 
@@ -63,6 +64,10 @@ def describe_event(event: EventRow) -> str:
             return _("Reminder: no news for a while")
         case EventKind.REMINDER_SENT:
             return _("Reminder: nobody has taken it")
+        case EventKind.ALERT_REPEATED:
+            return _("{who}: the alert came again ({count} repeats)").format(
+                who=who, count=event.text or "?"
+            )
         case EventKind.SNOOZED:
             return _("{who} snoozed reminders until {time} UTC").format(
                 who=who, time=_snoozed_until(event)

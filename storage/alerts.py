@@ -316,15 +316,29 @@ class AlertStore:
                 .where(_KEYS.c.key_hash == checked.key_hash)
                 .values(alert_text=checked.description)
             )
-        if incident.description != current.description:
-            edited = TimelineEvent(
-                incident.id,
-                now,
-                EventKind.DESCRIPTION_EDITED,
-                Actor(checked.actor),
-                text=incident.description,
+        events = []
+        if incident.repeat_count != current.repeat_count:
+            events.append(
+                TimelineEvent(
+                    incident.id,
+                    now,
+                    EventKind.ALERT_REPEATED,
+                    Actor(checked.actor),
+                    text=str(incident.repeat_count),
+                )
             )
-            await self._store.record_events(session, [edited])
+        if incident.description != current.description:
+            events.append(
+                TimelineEvent(
+                    incident.id,
+                    now,
+                    EventKind.DESCRIPTION_EDITED,
+                    Actor(checked.actor),
+                    text=incident.description,
+                )
+            )
+        if events:
+            await self._store.record_events(session, events)
         queued = await self._queue_repeat_edit(session, incident, now)
         return _Applied(AlertReceived(AlertOutcome.REPEATED, incident), queued)
 

@@ -244,6 +244,8 @@ class EventKind(StrEnum):
     NOTE = "note"
     REMINDER_SENT = "reminder_sent"
     SNOOZED = "snoozed"
+    ALERT_REPEATED = "alert_repeated"
+    """A monitoring system sent the alert again (its text: how many repeats in all)."""
 
 
 class IncidentEvent(Base):

@@ -27,10 +27,19 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.database import create_engine, migrate
-from storage.models import AlertKey, Base, ChatMigration, Delivery, Incident, IncidentCount
+from storage.models import (
+    AlertKey,
+    Base,
+    ChatMigration,
+    Delivery,
+    Incident,
+    IncidentCount,
+    IncidentEvent,
+)
 
 MOVED: tuple[str, ...] = (
     Incident.__tablename__,
+    IncidentEvent.__tablename__,
     AlertKey.__tablename__,
     IncidentCount.__tablename__,
     Delivery.__tablename__,
@@ -104,7 +113,7 @@ async def _continue_numbering(writing: AsyncConnection) -> None:
     """PostgreSQL hands out ids from sequences that copied rows did not advance."""
     if writing.dialect.name != "postgresql":
         return
-    for name in (Incident.__tablename__, Delivery.__tablename__):
+    for name in (Incident.__tablename__, IncidentEvent.__tablename__, Delivery.__tablename__):
         await writing.execute(
             text(
                 f"SELECT setval(pg_get_serial_sequence('{name}', 'id'),"

@@ -31,12 +31,11 @@ _KINDS = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("incidents") as incidents:
-        incidents.add_column(sa.Column("owner_id", sa.BigInteger(), nullable=True))
-        incidents.add_column(sa.Column("owner_name", sa.String(length=128), nullable=True))
-        incidents.add_column(
-            sa.Column("version", sa.Integer(), nullable=False, server_default="1")
-        )
+    op.add_column("incidents", sa.Column("owner_id", sa.BigInteger(), nullable=True))
+    op.add_column("incidents", sa.Column("owner_name", sa.String(length=128), nullable=True))
+    op.add_column(
+        "incidents", sa.Column("version", sa.Integer(), nullable=False, server_default="1")
+    )
     op.create_index(op.f("ix_incidents_owner_id_id"), "incidents", ["owner_id", "id"])
     op.create_table(
         "incident_events",
@@ -78,7 +77,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_incident_events_incident_id_id"), table_name="incident_events")
     op.drop_table("incident_events")
     op.drop_index(op.f("ix_incidents_owner_id_id"), table_name="incidents")
-    with op.batch_alter_table("incidents") as incidents:
-        incidents.drop_column("version")
-        incidents.drop_column("owner_name")
-        incidents.drop_column("owner_id")
+    # In place (SQLite 3.35+): a batch copy of `incidents` would drop the table, and its
+    # outbox rows with it (ON DELETE CASCADE).
+    for column in ("version", "owner_name", "owner_id"):
+        op.drop_column("incidents", column)

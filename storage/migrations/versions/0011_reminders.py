@@ -1,11 +1,11 @@
-"""reminders and snoozes
+"""reminders, snoozes and alert repeats on the timeline
 
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-04 04:20:00.000000
 
 An incident can be snoozed (no reminders until a time); reminders are events on the
-timeline and replies to the card in the outbox.
+timeline and replies to the card in the outbox; an alert's repeats are events too.
 """
 
 from collections.abc import Sequence
@@ -27,7 +27,7 @@ _EVENTS_BEFORE = (
     "owner_released",
     "note",
 )
-_EVENTS_AFTER = (*_EVENTS_BEFORE, "reminder_sent", "snoozed")
+_EVENTS_AFTER = (*_EVENTS_BEFORE, "reminder_sent", "snoozed", "alert_repeated")
 _DELIVERIES_BEFORE = ("card", "card_edit", "resolved_notice")
 _DELIVERIES_AFTER = (*_DELIVERIES_BEFORE, "reminder")
 
@@ -53,7 +53,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM outbox WHERE kind = 'reminder'")
-    op.execute("DELETE FROM incident_events WHERE kind IN ('reminder_sent', 'snoozed')")
+    op.execute(
+        "DELETE FROM incident_events WHERE kind IN ('reminder_sent', 'snoozed', 'alert_repeated')"
+    )
     _set_kinds("outbox", _DELIVERIES_BEFORE)
     _set_kinds("incident_events", _EVENTS_BEFORE)
     # In place (SQLite 3.35+): a batch copy of `incidents` would drop the table, and its

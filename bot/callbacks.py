@@ -67,7 +67,8 @@ class StatusButton(CallbackData, prefix="s"):
 
 
 class ListPage(CallbackData, prefix="l"):
-    """A /list paging button: page `page` (from 0) of the list filtered by `status`.
+    """A /list paging button: page `page` (from 0) of the list filtered by `status`, and
+    with `mine`, to the incidents the person pressing owns.
 
     The page is found by key, as fast at any depth: the incidents just older than
     `before` (Next), or just newer than `after` (Prev); with neither, by its number.
@@ -77,6 +78,7 @@ class ListPage(CallbackData, prefix="l"):
     page: PageNumber
     before: IncidentId | None = None
     after: IncidentId | None = None
+    mine: bool = False
 
     @field_validator("status")
     @classmethod
@@ -93,9 +95,10 @@ class ListPage(CallbackData, prefix="l"):
         *,
         before: int | None = None,
         after: int | None = None,
+        mine: bool = False,
     ) -> ListPage:
         code = ALL_STATUSES if status is None else status_code(status)
-        return cls(status=code, page=page, before=before, after=after)
+        return cls(status=code, page=page, before=before, after=after, mine=mine)
 
     @property
     def status_filter(self) -> Status | None:

@@ -350,12 +350,16 @@ def render_list_page(
     status: Status | None,
     page: int,
     now: datetime,
+    mine: bool = False,
 ) -> Rendered:
-    """One /list page (newest first) with Prev/Next buttons when there is more."""
+    """One /list page (newest first) with Prev/Next buttons when there is more; `mine`,
+    of the incidents the reader owns."""
     if status is None:
         heading = _("Incidents")
     else:
         heading = _("Incidents · {status}").format(status=status_label(status))
+    if mine:
+        heading += " · " + _("yours")
     if not incidents:
         if status is None:
             empty = _("No incidents.")
@@ -378,14 +382,16 @@ def render_list_page(
         buttons.append(
             InlineKeyboardButton(
                 text="◀ " + _("Prev"),
-                callback_data=ListPage.for_page(status, page - 1, after=after).pack(),
+                callback_data=ListPage.for_page(status, page - 1, after=after, mine=mine).pack(),
             )
         )
     if incidents and (page + 1) * LIST_PAGE_SIZE < total:
         buttons.append(
             InlineKeyboardButton(
                 text=_("Next") + " ▶",
-                callback_data=ListPage.for_page(status, page + 1, before=incidents[-1].id).pack(),
+                callback_data=ListPage.for_page(
+                    status, page + 1, before=incidents[-1].id, mine=mine
+                ).pack(),
             )
         )
     keyboard = InlineKeyboardMarkup(inline_keyboard=[buttons]) if buttons else None

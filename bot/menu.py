@@ -10,7 +10,7 @@ def command_descriptions() -> list[tuple[str, str]]:
     """(command, what it does) in the current i18n locale, in menu order."""
     return [
         ("new", _("Report an incident: /new [source] text")),
-        ("list", _("Recent incidents: /list [status]")),
+        ("list", _("Recent incidents: /list [status] [mine]")),
         ("status", _("Show or change an incident: /status 17 resolved")),
         ("take", _("Take an incident on: /take 17")),
         ("release", _("Give an incident back: /release 17")),

@@ -101,21 +101,33 @@ async def turn_list_page(
     chats: ChatScope,
     bot: Bot,
 ) -> None:
-    """Show another page of this chat's /list in the same message."""
+    """Show another page of this chat's /list in the same message (of `mine`: the
+    incidents the person pressing owns)."""
     status = callback_data.status_filter
     page_number = callback_data.page
     before, after = callback_data.before, callback_data.after
-    if page_number == 0:
-        page = await store.list(status=status, limit=LIST_PAGE_SIZE, chats=chats)
-    elif before is not None or after is not None:
-        page = await store.list(
-            status=status, limit=LIST_PAGE_SIZE, before=before, after=after, chats=chats
-        )
-    else:
+    owner_id = callback.from_user.id if callback_data.mine else None
+    offset = 0
+    if page_number > 0 and before is None and after is None:
         offset = page_number * LIST_PAGE_SIZE
-        page = await store.list(status=status, limit=LIST_PAGE_SIZE, offset=offset, chats=chats)
+    elif page_number == 0:
+        before = after = None
+    page = await store.list(
+        status=status,
+        owner_id=owner_id,
+        limit=LIST_PAGE_SIZE,
+        offset=offset,
+        before=before,
+        after=after,
+        chats=chats,
+    )
     rendered = render_list_page(
-        page.items, total=page.total, status=status, page=page_number, now=datetime.now(UTC)
+        page.items,
+        total=page.total,
+        status=status,
+        page=page_number,
+        now=datetime.now(UTC),
+        mine=callback_data.mine,
     )
     if callback.message is not None:
         await actions.edit_message(

@@ -18,6 +18,9 @@ from bot.pipeline import OnQueued
 from storage.rules import DEFAULT_SOURCE, STATUS_VALUES, excerpt
 from storage.store import ChatScope, IncidentStore
 
+MINE_WORDS = frozenset({"mine", "my", "мои", "мое", "моё", "мой"})
+"""What `/list` takes as "only the incidents I own"."""
+
 
 def help_text() -> str:
     commands = "\n".join(
@@ -74,16 +77,26 @@ async def new_incident(
 async def list_incidents(
     message: Message, command: CommandObject, store: IncidentStore, chats: ChatScope
 ) -> None:
-    """`/list [status]`: this chat's newest incidents, a page at a time."""
+    """`/list [status] [mine]`: this chat's newest incidents (those you own, with `mine`),
+    a page at a time."""
+    words = (command.args or "").split()
+    mine = any(word.lower() in MINE_WORDS for word in words)
+    wanted = " ".join(word for word in words if word.lower() not in MINE_WORDS)
     status = None
-    if command.args:
-        status = parse_status_word(command.args)
+    if wanted:
+        status = parse_status_word(wanted)
         if status is None:
-            await message.reply(escape(unknown_status_text(command.args.strip())))
+            await message.reply(escape(unknown_status_text(wanted)))
             return
-    page = await store.list(status=status, limit=LIST_PAGE_SIZE, chats=chats)
+    owner_id = message.from_user.id if mine and message.from_user is not None else None
+    page = await store.list(status=status, owner_id=owner_id, limit=LIST_PAGE_SIZE, chats=chats)
     rendered = render_list_page(
-        page.items, total=page.total, status=status, page=0, now=datetime.now(UTC)
+        page.items,
+        total=page.total,
+        status=status,
+        page=0,
+        now=datetime.now(UTC),
+        mine=owner_id is not None,
     )
     await message.reply(rendered.text, reply_markup=rendered.reply_markup)
 

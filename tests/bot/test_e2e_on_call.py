@@ -133,6 +133,8 @@ async def test_take_release_mine_and_note_commands(scene: Scene) -> None:
     await say("/take 3")
     released = await say("/release 3")
     mine = await say("/mine")
+    listed = await say("/list mine")
+    listed_in_progress = await say("/list in progress mine")
     note = await stub.send_user_message(chat, anna, "/note 2 rebooted the switch")
     await stub.wait_for(lambda: stub.message(chat, note.message_id).reactions, what="a reaction")
     missing = await say("/take 99")
@@ -145,6 +147,10 @@ async def test_take_release_mine_and_note_commands(scene: Scene) -> None:
     )
     assert (mine.text or "").splitlines()[1].startswith("#2 · in progress · monitoring")
     assert (await scene.store.events(2)).items[-1].text == "rebooted the switch"
+    listed_lines = (listed.text or "").splitlines()
+    assert listed_lines[0].startswith("Incidents · yours · 1-1 of 1")
+    assert listed_lines[1].startswith("#2 · in progress")
+    assert (listed_in_progress.text or "").startswith("Incidents · in progress · yours · 1-1 of 1")
     assert missing.text == "Incident #99 not found"
     assert usage.text == "Usage: /take <id>, e.g. /take 17"
 

@@ -3,7 +3,8 @@
 The store's contract (tests/storage, and the tests elsewhere marked `all_engines`) runs on
 SQLite and on PostgreSQL (see `tests.engines`); the rest, and the tests marked
 `sqlite_only` (SQLite's own pragmas, locks and files), on SQLite. In tests/storage, a
-test that uses the `store` (or `fast_paths`) runs with the store's fast paths on and off.
+test that uses the `store` (or `fast_paths`) also runs on SQLite with the store's fast
+paths off.
 """
 
 from __future__ import annotations
@@ -62,15 +63,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("database_engine", [postgresql], indirect=True)
         return
     in_contract = definition.path.is_relative_to(STORE_CONTRACT)
-    if in_contract or definition.get_closest_marker("all_engines") is not None:
-        metafunc.parametrize("database_engine", [sqlite, postgresql], indirect=True)
     if in_contract and "fast_paths" in metafunc.fixturenames:
-        # The fast paths are layers over the plain store: the contract holds for both.
+        # The fast paths are layers over the plain store: the contract holds for both, on
+        # SQLite, where they differ most (one-trip statements and the group commit); on
+        # PostgreSQL with them on, as it runs.
         metafunc.parametrize(
-            "fast_paths",
-            [pytest.param(True, id="fast"), pytest.param(False, id="plain")],
+            ("database_engine", "fast_paths"),
+            [
+                pytest.param(engines.SQLITE, True, id="sqlite-fast"),
+                pytest.param(engines.SQLITE, False, id="sqlite-plain"),
+                pytest.param(
+                    *postgresql.values, True, id="postgresql-fast", marks=postgresql.marks
+                ),
+            ],
             indirect=True,
         )
+    elif in_contract or definition.get_closest_marker("all_engines") is not None:
+        metafunc.parametrize("database_engine", [sqlite, postgresql], indirect=True)
 
 
 @pytest.fixture

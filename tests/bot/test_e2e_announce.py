@@ -63,7 +63,7 @@ async def test_http_incident_is_announced_with_buttons_and_follows_status(
     assert (created.status_code, changed.status_code) == (201, 200)
     assert announced == (
         "🔴 Incident #1 · open · zabbix\nDisk full on db-1\n\nReported by api",
-        ["🛠 In progress", "✅ Resolved", "🔒 Close", "🙋 Take", "📜 History"],
+        ["🛠 In progress", "✅ Resolved", "🔒 Close", "🙋 Take", "🔕 1h", "🔕 4h", "📜 History"],
     )
     assert answer.text == "Incident #1 is now resolved."
     final = stub.message(notify_chat, card.message_id)

@@ -34,7 +34,14 @@ async def test_button_changes_status_and_edits_card_in_place(scene: Scene) -> No
         "🟡 Incident #1 · in progress · monitoring\nScooter #42 down\n\n"
         "Reported by Alice Smith\nStatus set by Bob"
     )
-    assert edited.button_texts == ["✅ Resolved", "🔒 Close", "🙋 Take", "📜 History"]
+    assert edited.button_texts == [
+        "✅ Resolved",
+        "🔒 Close",
+        "🙋 Take",
+        "🔕 1h",
+        "🔕 4h",
+        "📜 History",
+    ]
     assert len(stub.sent_messages(chat)) == 1
     incident = await scene.store.get(1)
     assert (incident.status, incident.updated_by) == (Status.IN_PROGRESS, "Bob")

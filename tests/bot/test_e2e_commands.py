@@ -159,14 +159,21 @@ async def test_status_changes_status_and_replies_with_card(scene: Scene) -> None
 
     assert (reply.text or "").startswith("🟡 Incident #1 · in progress · monitoring")
     assert (reply.text or "").endswith("Status set by Alice Smith")
-    assert reply.button_texts == ["✅ Resolved", "🔒 Close", "🙋 Take", "📜 History"]
+    assert reply.button_texts == [
+        "✅ Resolved",
+        "🔒 Close",
+        "🙋 Take",
+        "🔕 1h",
+        "🔕 4h",
+        "📜 History",
+    ]
     incident = await scene.store.get(1)
     assert (incident.status, incident.updated_by) == (Status.IN_PROGRESS, "Alice Smith")
     # The original card follows, so its buttons are never out of date.
     await stub.wait_for(
         lambda: (
             stub.message(chat, card.message_id).button_texts
-            == ["✅ Resolved", "🔒 Close", "🙋 Take", "📜 History"]
+            == ["✅ Resolved", "🔒 Close", "🙋 Take", "🔕 1h", "🔕 4h", "📜 History"]
         )
     )
 
@@ -225,6 +232,8 @@ async def test_status_with_id_only_shows_card(scene: Scene) -> None:
         "✅ Resolved",
         "🔒 Close",
         "🙋 Take",
+        "🔕 1h",
+        "🔕 4h",
         "📜 History",
     ]
     assert (await scene.store.get(1)).status == Status.OPEN

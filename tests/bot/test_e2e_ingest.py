@@ -29,6 +29,8 @@ async def test_report_becomes_incident_with_card_replying_to_it(scene: Scene) ->
         "✅ Resolved",
         "🔒 Close",
         "🙋 Take",
+        "🔕 1h",
+        "🔕 4h",
         "📜 History",
     ]
     await all_delivered(scene.store)
@@ -154,6 +156,8 @@ async def test_edit_updates_description_and_card_in_place(scene: Scene) -> None:
         "✅ Resolved",
         "🔒 Close",
         "🙋 Take",
+        "🔕 1h",
+        "🔕 4h",
         "📜 History",
     ]
 
@@ -228,7 +232,15 @@ async def test_russian_user_gets_russian_card(scene: Scene) -> None:
     assert card.text == (
         "🔴 Инцидент #1 · открыт · monitoring\nСамокат #42 не отвечает\n\nСообщил(а): Ivan"
     )
-    assert card.button_texts == ["🛠 В работу", "✅ Решено", "🔒 Закрыть", "🙋 Беру", "📜 История"]
+    assert card.button_texts == [
+        "🛠 В работу",
+        "✅ Решено",
+        "🔒 Закрыть",
+        "🙋 Беру",
+        "🔕 1ч",
+        "🔕 4ч",
+        "📜 История",
+    ]
 
 
 async def test_edit_of_new_command_updates_description(scene: Scene) -> None:

@@ -418,6 +418,8 @@ async def test_alert_changes_are_on_the_timeline_and_move_the_version(
     events = (await store.events(1)).items
     assert [(e.kind, e.actor, e.status_from, e.status_to, e.text) for e in events] == [
         (EventKind.CREATED, "Alertmanager", None, Status.OPEN, "alertmanager"),
+        (EventKind.ALERT_REPEATED, "Alertmanager", None, None, "1"),
+        (EventKind.ALERT_REPEATED, "Alertmanager", None, None, "2"),
         (
             EventKind.DESCRIPTION_EDITED,
             "Alertmanager",

@@ -136,6 +136,14 @@ def not_an_operator_text() -> str:
     return _("Only the chat's operators can change incidents here.")
 
 
+async def may_act(message: Message, operators: Operators) -> bool:
+    """Whether the message's author may change incidents here; if not, they are told so."""
+    if await operators.allow(message.chat, message.from_user, sender_chat=message.sender_chat):
+        return True
+    await message.reply(escape(not_an_operator_text()))
+    return False
+
+
 async def change_status(
     message: Message,
     store: IncidentStore,
@@ -152,8 +160,7 @@ async def change_status(
     Another chat's incident is not found; someone who may not act (`bot.operators`) is
     told so, and nothing changes.
     """
-    if not await operators.allow(message.chat, message.from_user, sender_chat=message.sender_chat):
-        await message.reply(escape(not_an_operator_text()))
+    if not await may_act(message, operators):
         return
     try:
         change = await store.change_status(

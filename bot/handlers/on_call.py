@@ -60,6 +60,29 @@ def usage_text(command: str) -> str:
     return _("Usage: /{command} <id>, e.g. /{command} 17").format(command=command)
 
 
+async def _incident_to_act_on(
+    message: Message, command: CommandObject, operators: Operators, name: str
+) -> int | None:
+    """The incident `/<name> 17` names, if its author may act on it; otherwise they are
+    told how to write it, or that they may not, and None."""
+    incident_id = parse_incident_id(command.args or "")
+    if incident_id is None or message.from_user is None:
+        await message.reply(escape(usage_text(name)))
+        return None
+    if not await actions.may_act(message, operators):
+        return None
+    return incident_id
+
+
+async def _press_allowed(callback: CallbackQuery, operators: Operators) -> bool:
+    """Whether the presser may act here; if not, the press is answered so."""
+    pressed = callback.message
+    if await operators.allow(pressed.chat if pressed is not None else None, callback.from_user):
+        return True
+    await callback.answer(_short(actions.not_an_operator_text()), show_alert=True)
+    return False
+
+
 async def take_command(
     message: Message,
     command: CommandObject,
@@ -68,12 +91,8 @@ async def take_command(
     operators: Operators,
 ) -> None:
     """`/take 17`: you own incident 17 (an open one moves to in progress)."""
-    incident_id = parse_incident_id(command.args or "")
+    incident_id = await _incident_to_act_on(message, command, operators, "take")
     if incident_id is None or message.from_user is None:
-        await message.reply(escape(usage_text("take")))
-        return
-    if not await operators.allow(message.chat, message.from_user, sender_chat=message.sender_chat):
-        await message.reply(escape(actions.not_an_operator_text()))
         return
     try:
         taken = await store.take(incident_id, person(message.from_user), chats=chats)
@@ -97,12 +116,8 @@ async def release_command(
     operators: Operators,
 ) -> None:
     """`/release 17`: incident 17 has no owner any more."""
-    incident_id = parse_incident_id(command.args or "")
+    incident_id = await _incident_to_act_on(message, command, operators, "release")
     if incident_id is None or message.from_user is None:
-        await message.reply(escape(usage_text("release")))
-        return
-    if not await operators.allow(message.chat, message.from_user, sender_chat=message.sender_chat):
-        await message.reply(escape(actions.not_an_operator_text()))
         return
     try:
         released = await store.release(incident_id, person(message.from_user), chats=chats)
@@ -189,10 +204,7 @@ async def press_take(
 ) -> None:
     """🙋 Take (or Take over, the confirming second press)."""
     pressed = callback.message
-    if not await operators.allow(
-        pressed.chat if pressed is not None else None, callback.from_user
-    ):
-        await callback.answer(_short(actions.not_an_operator_text()), show_alert=True)
+    if not await _press_allowed(callback, operators):
         return
     try:
         taken: Amended = await store.take(
@@ -228,9 +240,7 @@ async def press_snooze(
 ) -> None:
     """🔕 1h / 🔕 4h: no reminders about the incident (nor alert-repeat edits) until then."""
     pressed = callback.message
-    chat = pressed.chat if pressed is not None else None
-    if not await operators.allow(chat, callback.from_user):
-        await callback.answer(_short(actions.not_an_operator_text()), show_alert=True)
+    if not await _press_allowed(callback, operators):
         return
     until = datetime.now(UTC) + timedelta(hours=callback_data.hours)
     try:
